@@ -1,0 +1,38 @@
+"""The paper cases as rows: what `gas-nas cases` prints and the reproduction tables reuse."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from gas_nas.models import build_discriminator, param_count, param_mb
+from gas_nas.space import SearchSpace
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a case name: '3 inception k=32' -> 'case3-inception-k32'."""
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("=", "")).strip("-")
+    return f"case{text}" if text[:1].isdigit() else text
+
+
+def case_rows(space: SearchSpace) -> list[dict]:
+    """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists."""
+    rows = []
+    for case in space.cases:
+        model = build_discriminator(case.spec)
+        row = {
+            "name": case.name,
+            "slug": slug(case.name),
+            "params": param_count(model),
+            "param_mb": round(param_mb(model), 6),
+            "paper_mb": case.paper_mb,
+            "note": case.note,
+            "arch": case.spec.to_dict(),
+        }
+        if torch.cuda.is_available():
+            from gas_nas.train import peak_train_memory_mb
+
+            row["peak_mb"] = round(peak_train_memory_mb(case.spec, space.train, torch.device("cuda")), 1)
+        rows.append(row)
+    return rows
