@@ -90,9 +90,6 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     if not isinstance(name, str) or not name.strip():
         raise SpaceError(f"{where}: name: expected a non-empty string, got {name!r}")
     axes = tuple(_axis(key, value, f"{where}: axes.{key}") for key, value in mapping(doc.get("axes") or {}, f"{where}: axes").items())
-    unknown = [a.name for a in axes if a.name not in field_types(DiscriminatorSpec)]
-    if unknown:
-        raise SpaceError(f"{where}: axes: unknown key {unknown[0]!r}; allowed: {', '.join(field_types(DiscriminatorSpec))}")
     space = SearchSpace(
         name=name,
         path=path,

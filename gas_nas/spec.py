@@ -254,7 +254,12 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     types_ = field_types(cls)
     data = mapping(data, where)
     check_keys(data, set(types_), where)
-    return cls(**{k: coerce(types_[k], v, f"{where}.{k}") for k, v in data.items()})
+    values = {k: coerce(types_[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except SpaceError as exc:  # cross-field checks name their own section ("train.lr: ..."): re-anchor at `where`
+        section, _, rest = str(exc).partition(".")
+        raise SpaceError(f"{where}.{rest}" if rest and " " not in section else str(exc)) from None
 
 
 def _check_types(obj: Any, where: str) -> None:
