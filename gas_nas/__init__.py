@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gas_nas.errors import DataError, GasNasError, SpaceError, StorageError
-from gas_nas.models import build_discriminator, build_generator, param_count, param_mb
+from gas_nas.metrics import param_count, param_mb
+from gas_nas.models import build_discriminator, build_generator
 from gas_nas.space import SearchSpace, load_space, sample
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, SearchConfig, TrainConfig, load_arch, save_arch
 

@@ -6,7 +6,8 @@ import re
 
 import torch
 
-from gas_nas.models import build_discriminator, param_count, param_mb
+from gas_nas.metrics import param_count, param_mb
+from gas_nas.models import build_discriminator
 from gas_nas.space import SearchSpace
 
 

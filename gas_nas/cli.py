@@ -7,6 +7,7 @@ User errors (GasNasError) become one line on stderr and exit code 2, never a tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -75,7 +76,258 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-COMMANDS: list[type[Command]] = [Cases]
+def _add_training(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iterations", type=_positive, metavar="N", help="training iterations per trial (default: from YAML)")
+    parser.add_argument("--batch-size", type=_positive, metavar="N", help="batch size (default: from YAML)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
+    parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _add_study(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///studies/gas.db)")
+    parser.add_argument("--study", metavar="NAME", help="study name (default: the space's name)")
+    parser.add_argument("--artifacts", metavar="DIR", default=None, help="artifact directory (default: studies/artifacts)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GasNasError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def _budget(train, args):
+    changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
+    if args.iterations is not None:
+        changes["log_every"] = min(train.log_every, args.iterations)
+    return dataclasses.replace(train, **changes)
+
+
+class Train(Command):
+    """Train one architecture YAML and write checkpoints, sample grid, loss curves and metrics."""
+
+    name = "train"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--arch", required=True, metavar="FILE", help="architecture YAML (from `cases --write` or `export`)")
+        _add_space(parser)
+        _add_training(parser)
+        parser.add_argument("--out", metavar="DIR", default="runs/train", help="output directory (default: runs/train)")
+        parser.add_argument("--json", action="store_true", help="print the metrics record as JSON")
+
+    def run(self, args, console):
+        from gas_nas.report import save_trial
+        from gas_nas.search import load_resources
+        from gas_nas.space import load_space
+        from gas_nas.spec import load_arch
+        from gas_nas.train import run_trial
+
+        spec, train, _ = load_arch(args.arch)
+        space = load_space(args.space)
+        train = _budget(train or space.train, args)
+        device = _device(args.device)
+        res = load_resources(device, args.data_dir)
+        progress = _iteration_bar(console, args.json)
+        with progress:
+            task = progress.add_task("training", total=train.iterations)
+            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=args.seed, progress=lambda d, t: progress.update(task, completed=d))
+        paths = save_trial(outcome, args.out, spec, train, title=Path(args.arch).stem)
+        m = outcome.metrics
+        if args.json:
+            print(json.dumps(m.to_dict()))
+        else:
+            table = Table(title=f"{args.arch} ({m.status}{': ' + m.reason if m.reason else ''})")
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds"):
+                value = getattr(m, key)
+                table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
+            reasons = m.violations(space.quality)
+            table.add_row("quality guard", "pass" if not reasons else "fail: " + "; ".join(reasons))
+            console.print(table)
+            console.print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
+        return 0 if m.status == "complete" else 1
+
+
+def _iteration_bar(console: Console, quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
+
+
+class Search(Command):
+    """Search discriminators with Optuna: size vs D/G imbalance, the six paper cases first."""
+
+    name = "search"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--trials", type=_positive, metavar="N", help="trials to run in this process (default: 50)")
+        parser.add_argument("--until", type=_positive, metavar="N", help="shared studies: stop when the study has N complete trials")
+        _add_space(parser)
+        _add_study(parser)
+        _add_training(parser)
+        parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
+        parser.add_argument("--quiet", action="store_true", help="plain output: failures and the final front only")
+
+    def run(self, args, console):
+        import optuna
+
+        from gas_nas.progress import SearchProgress
+        from gas_nas.search import SearchOptions, load_resources, open_study, run_search
+        from gas_nas.space import load_space
+        from gas_nas.storage import DEFAULT_ARTIFACTS, DEFAULT_SQLITE, redact
+
+        space = load_space(args.space)
+        space = dataclasses.replace(space, train=_budget(space.train, args))
+        n_trials = args.trials if args.trials or args.until else 50
+        storage = args.storage or DEFAULT_SQLITE
+        study_name = args.study or space.name
+        device = _device(args.device)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
+        study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
+        res = load_resources(device, args.data_dir)
+        before = len(study.trials)
+        resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
+        if not args.quiet:
+            console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
+        with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
+            opts = SearchOptions(
+                storage=storage, study_name=study_name, device=device, seed=args.seed, sampler=args.sampler,
+                artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
+                on_trial_start=progress.on_trial_start, callbacks=[progress],
+            )
+            try:
+                run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
+            except KeyboardInterrupt:
+                print(f"gas-nas: interrupted; the running trial is marked FAIL. Resume with: {resume}", file=sys.stderr)
+                return 130
+        _print_front(console, study, quiet=args.quiet)
+        return 0
+
+
+def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
+    from gas_nas.search import case_trials, front, trial_row
+
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    best = front(study)
+    numbers = {t.number for t in best}
+    rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) if t.number not in numbers]
+    if as_json:
+        print(json.dumps({"study": study.study_name, "metrics": names, "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]]}, indent=2))
+        return
+    table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*) and the paper cases")
+    for col in ["trial", "case", *names, "fid", "classes", "params", "feasible"]:
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for r in rows:
+        cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["case"] or ""]
+        cells += [f"{r[n]:.4g}" for n in names]
+        fid = r["fid"]
+        cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{r['d_params']:,}" if r["d_params"] else "-", "yes" if r["feasible"] else "no"]
+        table.add_row(*cells)
+    if quiet and not console.is_terminal:
+        for r in rows:
+            print(" ".join(str(c) for c in [r["trial"], r["case"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
+    else:
+        console.print(table)
+
+
+class Show(Command):
+    """Show a study's Pareto front and the six paper cases side by side."""
+
+    name = "show"
+
+    def add_arguments(self, parser):
+        _add_study(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args, console):
+        from gas_nas.search import load_existing
+        from gas_nas.storage import DEFAULT_SQLITE
+
+        study = load_existing(args.storage or DEFAULT_SQLITE, args.study)
+        _print_front(console, study, as_json=args.json)
+        return 0
+
+
+class Export(Command):
+    """Export a trial's discriminator as architecture YAML that `gas-nas train --arch` rebuilds."""
+
+    name = "export"
+
+    def add_arguments(self, parser):
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--trial", type=int, metavar="N", help="trial number")
+        which.add_argument("--pick", choices=["smallest", "balanced", "best-quality"], help="pick among feasible trials")
+        _add_study(parser)
+        parser.add_argument("-o", "--output", required=True, metavar="FILE", help="architecture YAML to write")
+
+    def run(self, args, console):
+        from gas_nas.search import load_existing, pick_trial, trial_spec
+        from gas_nas.spec import TrainConfig, save_arch
+        from gas_nas.storage import DEFAULT_SQLITE, redact
+
+        storage = args.storage or DEFAULT_SQLITE
+        study = load_existing(storage, args.study)
+        if args.pick:
+            trial = pick_trial(study, args.pick)
+        else:
+            match = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
+            if not match:
+                raise GasNasError(f"study {study.study_name!r} has no trial {args.trial} (it has {len(study.trials)})")
+            trial = match[0]
+        spec = trial_spec(trial)
+        a = trial.user_attrs
+        names = study.metric_names or []
+        meta = {
+            "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
+            "case": a.get("case"), "pick": args.pick,
+            "objectives": dict(zip(names, trial.values or [])),
+            "metrics": {k: a.get(k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "feasible", "iterations", "seed")},
+        }
+        train = TrainConfig.from_dict({k: v for k, v in a.get("train", {}).items()}) if a.get("train") else None
+        path = save_arch(args.output, spec, train, meta)
+        console.print(f"wrote trial {trial.number} of {study.study_name!r} to {path}")
+        return 0
+
+
+class Dashboard(Command):
+    """Open optuna-dashboard on a study's storage, with the trial artifacts (sample grids) attached."""
+
+    name = "dashboard"
+
+    def add_arguments(self, parser):
+        _add_study(parser)
+        parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
+        parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+
+    def run(self, args, console):
+        import optuna_dashboard
+        from optuna.artifacts import FileSystemArtifactStore
+
+        from gas_nas.search import load_existing
+        from gas_nas.storage import DEFAULT_ARTIFACTS, DEFAULT_SQLITE
+
+        study = load_existing(args.storage or DEFAULT_SQLITE, args.study)
+        artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
+        optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(artifacts)))
+        return 0
+
+
+COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Dashboard]
 
 
 def build_parser() -> argparse.ArgumentParser:

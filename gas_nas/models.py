@@ -109,12 +109,3 @@ def build_generator(z_dim: int = 100, init_std: float = 0.02) -> Generator:
     model = Generator(z_dim)
     init_weights(model, init_std)
     return model
-
-
-def param_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def param_mb(module: nn.Module) -> float:
-    """Parameter memory in fp32 MB (MiB), the size objective gas-nas reports."""
-    return param_count(module) * 4 / 2**20

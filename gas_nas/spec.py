@@ -122,7 +122,7 @@ class QualityConfig:
     n_samples: int = 2000
     max_fid: float = 60.0
     min_classes: int = 8
-    min_entropy: float = 1.8
+    min_entropy: float = 2.0
 
     def __post_init__(self) -> None:
         _check_types(self, "quality")

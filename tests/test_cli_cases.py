@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from gas_nas.cli import main
-from gas_nas.models import build_discriminator, param_count
+from gas_nas.metrics import param_count
+from gas_nas.models import build_discriminator
 from gas_nas.space import load_space
 from gas_nas.spec import load_arch
 

@@ -9,7 +9,8 @@ import torch
 
 from gas_nas.blocks import LAYERS, DenseBlock, Transition, create_downsample, create_layer
 from gas_nas.blocks.dense import LAYERS_PER_BLOCK
-from gas_nas.models import build_discriminator, build_generator, feature_side, param_count
+from gas_nas.metrics import param_count
+from gas_nas.models import build_discriminator, build_generator, feature_side
 from gas_nas.space import load_space
 from gas_nas.spec import DiscriminatorSpec
 

@@ -1,0 +1,66 @@
+"""Files a trial leaves behind: checkpoints that carry their spec, a sample grid, loss curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from gas_nas.spec import DiscriminatorSpec, TrainConfig, save_arch
+from gas_nas.train import TrialOutcome
+
+SAMPLES_PNG = "samples.png"
+LOSSES_PNG = "losses.png"
+
+
+def save_grid(images: torch.Tensor, path: Path) -> Path:
+    """An 8-wide grid of (B, 1, 28, 28) images in [-1, 1]."""
+    save_image(images.float().clamp(-1, 1), path, nrow=8, normalize=True, value_range=(-1, 1), padding=2)
+    return path
+
+
+def save_loss_plot(metrics: dict, path: Path, title: str = "") -> Path:
+    """D and G loss per log interval, with the LSGAN equilibrium levels (0.25, 0.125) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(metrics["log_steps"], metrics["d_losses"], label="D loss")
+    ax.plot(metrics["log_steps"], metrics["g_losses"], label="G loss")
+    ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="D at equilibrium")
+    ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="G at equilibrium")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("LSGAN loss")
+    ax.set_title(title or f"imbalance {metrics['imbalance']:.3f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSpec, train: TrainConfig, title: str = "") -> dict[str, Path]:
+    """Write checkpoints (each carrying the spec, so it rebuilds its model), PNGs and metrics.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = outcome.metrics.to_dict()
+    paths = {
+        "generator": out / "generator.pt",
+        "discriminator": out / "discriminator.pt",
+        "samples": save_grid(outcome.grid, out / SAMPLES_PNG),
+        "losses": save_loss_plot(metrics, out / LOSSES_PNG, title),
+        "metrics": out / "metrics.json",
+        "arch": save_arch(out / "arch.yaml", spec, train, {"metrics": _scalars(metrics)}),
+    }
+    torch.save({"state_dict": outcome.generator.state_dict(), "z_dim": train.z_dim}, paths["generator"])
+    torch.save({"state_dict": outcome.discriminator.state_dict(), "spec": spec.to_dict()}, paths["discriminator"])
+    paths["metrics"].write_text(json.dumps(metrics, indent=2))
+    return paths
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not isinstance(v, list)}

@@ -1,0 +1,89 @@
+"""Optuna storages from a URL: SQLite, PostgreSQL (RDB, with heartbeats) or a journal file.
+
+Only this module turns URLs into storages, so it is the one place that redacts passwords
+and words connection failures as one line. No home-made database: these are Optuna's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gas_nas.errors import StorageError
+
+DEFAULT_SQLITE = "sqlite:///studies/gas.db"
+DEFAULT_JOURNAL = "studies/gas.journal"
+DEFAULT_ARTIFACTS = "studies/artifacts"
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """Hide the password of every URL in `text` (and the literal password of `url`, wherever it appears)."""
+    if url:
+        password = urlsplit(url).password
+        if password:
+            text = text.replace(password, "***")
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(".journal")
+
+
+def journal_path(url: str) -> Path:
+    return Path(url.removeprefix("journal://").removeprefix("journal:"))
+
+
+def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 30, max_retries: int = 2):
+    """An Optuna storage for `url`, every failure a StorageError with the password hidden.
+
+    RDB URLs (sqlite://, postgresql://, mysql://) get Optuna's heartbeat: a trial whose worker
+    died is failed after `grace_period` seconds and re-queued (at most `max_retries` times) by
+    RetryHeartbeatStaleTrialCallback. `journal:PATH` (or a path ending in .journal) is Optuna's
+    journal file storage, the one Optuna recommends for several processes on one machine.
+    """
+    import optuna
+
+    if is_journal(url):
+        path = journal_path(url)
+        _check_dir(path.parent, url)
+        try:
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        except Exception as exc:  # noqa: BLE001 - surfaced as one line
+            raise StorageError(f"cannot open journal storage {path}: {redact(str(exc), url)}") from None
+    scheme = urlsplit(url).scheme
+    if not scheme or "://" not in url:
+        raise StorageError(f"storage URL {redact(url)!r} is not a URL: use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
+    if scheme == "sqlite":
+        db = url.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            _check_dir(Path(db).parent, url)
+    elif scheme.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401  (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)
+        except ImportError:
+            raise StorageError("PostgreSQL storage needs the driver: pip install 'gas-nas[postgres]'") from None
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True} if not scheme == "sqlite" else None,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries),
+        )
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy errors carry multi-line text and the URL
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)}: {redact(first, url)}") from None
+
+
+def _check_dir(directory: Path, url: str) -> None:
+    """Create the storage's directory, or say in one line why it cannot be written."""
+    directory = directory if str(directory) else Path(".")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {directory} for storage {redact(url)}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(f"{directory} is not writable, so storage {redact(url)} cannot be used; pick another --storage")

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real MNIST (skipped when absent) and one classifier per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _has_mnist(folder: Path) -> bool:
+    return all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in MNIST_FILES)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST: `$GAS_NAS_DATA`, else the checkout's sibling `shared/data/mnist`."""
+    candidates = [Path(os.environ["GAS_NAS_DATA"])] if os.environ.get("GAS_NAS_DATA") else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared/data/mnist")
+    for folder in candidates:
+        if _has_mnist(folder) or _has_mnist(folder / "MNIST" / "raw"):
+            return folder
+    pytest.skip(f"real MNIST not found (looked in {', '.join(map(str, candidates))}); set GAS_NAS_DATA")
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private cache dir, so tests never read or write the user's ~/.cache."""
+    return tmp_path_factory.mktemp("classifier-cache")
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(mnist_dir: Path, classifier_cache: Path):
+    """The feature classifier, trained once per session into `classifier_cache`."""
+    from gas_nas.classifier import load_classifier
+
+    return load_classifier(data_dir=mnist_dir, cache_dir=classifier_cache, device="cpu")
