@@ -124,6 +124,7 @@ def train_gan(
     opt_g = make_optimizer(G.parameters(), train, device)
     opt_d = make_optimizer(D.parameters(), train, device)
     g_params = list(G.parameters())
+    all_params = g_params + list(D.parameters())
     n, batch = real.shape[0], train.batch_size
 
     def noise() -> torch.Tensor:
@@ -152,19 +153,30 @@ def train_gan(
         done = it
         if it % train.log_every == 0 or it == train.iterations:
             span = it - (steps[-1] if steps else 0)
-            d_mean, g_mean = (sums / span).tolist()  # the one host sync per interval
+            weights = torch.stack([p.detach().abs().amax() for p in all_params]).amax()
+            d_mean, g_mean, w_max = torch.cat([sums / span, weights.reshape(1)]).tolist()  # the one host sync per interval
             sums.zero_()
             steps.append(it)
             d_hist.append(d_mean)
             g_hist.append(g_mean)
             if progress is not None:
                 progress(it, train.iterations)
-            bad = [name for name, v in (("D", d_mean), ("G", g_mean)) if not math.isfinite(v) or abs(v) > train.divergence_loss]
-            if bad:
-                status = "diverged"
-                reason = f"{' and '.join(bad)} loss {'is not finite' if not all(map(math.isfinite, (d_mean, g_mean))) else 'exploded'} at iteration {it}"
+            reason = _divergence(d_mean, g_mean, w_max, train.divergence_loss)
+            if reason:
+                status, reason = "diverged", f"{reason} at iteration {it}"
                 break
     return G, D, {"log_steps": steps, "d_losses": d_hist, "g_losses": g_hist, "status": status, "reason": reason, "iterations": done}
+
+
+def _divergence(d_loss: float, g_loss: float, weight_max: float, limit: float) -> str:
+    """Why training has diverged, or '' while it has not."""
+    if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+        return "loss is not finite"
+    if max(abs(d_loss), abs(g_loss)) > limit:
+        return f"loss exploded past {limit:g}"
+    if not math.isfinite(weight_max):
+        return "weights are not finite"
+    return ""
 
 
 @torch.no_grad()

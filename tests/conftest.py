@@ -42,3 +42,32 @@ def mnist_classifier(mnist_dir: Path, classifier_cache: Path):
     from gas_nas.classifier import load_classifier
 
     return load_classifier(data_dir=mnist_dir, cache_dir=classifier_cache, device="cpu")
+
+
+TINY_BUDGET = {"iterations": 3, "batch_size": 8, "log_every": 1}
+TINY_QUALITY = {"n_samples": 64, "max_fid": 2000.0, "min_classes": 0, "min_entropy": 0.0}
+
+
+def write_tiny_space(path: Path, train: dict | None = None, quality: dict | None = None, search: dict | None = None) -> Path:
+    """The default space with a CPU-sized budget (and, unless given, a permissive quality guard)."""
+    import yaml
+
+    from gas_nas.space import DEFAULT_SPACE
+
+    doc = yaml.safe_load(DEFAULT_SPACE.read_text())
+    doc["train"].update(TINY_BUDGET | (train or {}))
+    doc["quality"].update(TINY_QUALITY | (quality or {}))
+    doc["search"].update(search or {})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_space(tmp_path: Path) -> Path:
+    return write_tiny_space(tmp_path / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def cli_env(mnist_dir: Path, classifier_cache: Path, mnist_classifier) -> dict:
+    """Environment for gas-nas subprocesses: the real MNIST and the session's trained classifier."""
+    return {**os.environ, "GAS_NAS_DATA": str(mnist_dir), "GAS_NAS_CACHE": str(classifier_cache)}

@@ -1,0 +1,105 @@
+"""One LSGAN trial on CPU: every paper case runs, runs are reproducible, divergence is contained."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gas_nas.metrics import param_count
+from gas_nas.models import build_discriminator
+from gas_nas.space import load_space
+from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig, save_arch
+from gas_nas.train import run_trial, train_gan
+
+TINY = TrainConfig(iterations=4, batch_size=8, log_every=1)
+QUALITY = QualityConfig(n_samples=64)
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    from gas_nas.data import load_mnist
+
+    real, _ = load_mnist(mnist_dir, train=True)
+    held_out, _ = load_mnist(mnist_dir, train=False)
+    return real[:4000], held_out[:2000]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_each_paper_case_finishes_with_finite_losses_and_all_metrics(index, mnist, mnist_classifier):
+    case = load_space().cases[index]
+    real, held_out = mnist
+    outcome = run_trial(case.spec, TINY, QUALITY, real=real, held_out=held_out, classifier=mnist_classifier, seed=1)
+    m = outcome.metrics
+    assert m.status == "complete" and m.reason == "" and m.iterations == TINY.iterations
+    assert m.log_steps == [1, 2, 3, 4] and len(m.d_losses) == len(m.g_losses) == 4
+    assert all(math.isfinite(v) for v in m.d_losses + m.g_losses)
+    assert m.d_params == param_count(build_discriminator(case.spec)) and m.d_param_mb == pytest.approx(m.d_params * 4 / 2**20)
+    assert math.isfinite(m.imbalance) and m.imbalance >= 0
+    assert math.isfinite(m.fid) and 0 <= m.classes <= 10 and sum(m.class_histogram) == QUALITY.n_samples
+    assert m.classifier_accuracy >= 0.98
+    assert outcome.grid.shape == (64, 1, 28, 28)
+    json.dumps(m.to_dict())  # the record is JSON-ready (stored as Optuna user attributes)
+
+
+def test_same_seed_same_run_other_seed_other_run(mnist):
+    real, _ = mnist
+    spec = DiscriminatorSpec(base_filters=8, inception=True)
+    G1, D1, h1 = train_gan(spec, TINY, real, seed=3)
+    G2, D2, h2 = train_gan(spec, TINY, real, seed=3)
+    _, _, h3 = train_gan(spec, TINY, real, seed=4)
+    assert h1["d_losses"] == h2["d_losses"] and h1["g_losses"] == h2["g_losses"]
+    assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(D1.state_dict().values(), D2.state_dict().values()))
+    assert h3["d_losses"] != h1["d_losses"]
+
+
+@pytest.mark.parametrize("output,lr", [("linear", 1e3), ("sigmoid", 1e30)])
+def test_absurd_learning_rate_ends_the_trial_with_a_reason(output, lr, mnist, mnist_classifier):
+    real, held_out = mnist
+    train = dataclasses.replace(TINY, iterations=20, lr=lr)
+    outcome = run_trial(DiscriminatorSpec(base_filters=8, output=output), train, QUALITY, real=real, held_out=held_out, classifier=mnist_classifier)
+    m = outcome.metrics
+    assert m.status == "diverged" and "iteration" in m.reason and m.iterations < train.iterations
+    assert m.violations(QUALITY) and m.violations(QUALITY)[0].startswith("training diverged")
+    assert max(m.constraints(QUALITY)) > 0  # infeasible for Optuna
+
+
+def test_dcgan_recipe_trains_with_adam(mnist):
+    real, _ = mnist
+    train = dataclasses.replace(TrainConfig.from_dict({"recipe": "dcgan"}), iterations=2, batch_size=8, log_every=1)
+    _, _, hist = train_gan(DiscriminatorSpec(base_filters=8, activation="leaky_relu"), train, real)
+    assert hist["status"] == "complete" and len(hist["d_losses"]) == 2
+
+
+def test_train_cli_writes_checkpoints_pngs_and_metrics(tmp_path, cli_env):
+    arch = save_arch(tmp_path / "case6.yaml", load_space().cases[5].spec, TINY)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gas_nas.cli", "train", "--arch", str(arch), "--iterations", "2", "--batch-size", "8", "--device", "cpu", "--seed", "5", "--out", str(out), "--json"],
+        capture_output=True, text=True, env=cli_env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["iterations"] == 2 and record["seed"] == 5 and record["status"] == "complete"
+    for name in ("generator.pt", "discriminator.pt", "samples.png", "losses.png", "metrics.json", "arch.yaml"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = torch.load(out / "discriminator.pt")
+    D = build_discriminator(DiscriminatorSpec.from_dict(ckpt["spec"]))
+    D.load_state_dict(ckpt["state_dict"])  # the checkpoint rebuilds its own model
+    assert param_count(D) == record["d_params"]
+
+
+def test_train_cli_offline_without_data_is_one_clear_line(tmp_path, cli_env):
+    env = {**cli_env, "GAS_NAS_DATA": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
+    arch = save_arch(tmp_path / "a.yaml", DiscriminatorSpec(base_filters=8), TINY)
+    proc = subprocess.run([sys.executable, "-m", "gas_nas.cli", "train", "--arch", str(arch), "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "empty" in proc.stderr
