@@ -1,0 +1,174 @@
+"""`gas-nas search/show/export/dashboard` end to end on CPU with a tiny budget and temp SQLite."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import write_tiny_space
+from gas_nas.metrics import param_count
+from gas_nas.models import build_discriminator
+from gas_nas.space import load_space
+from gas_nas.spec import load_arch
+
+CASES = [c.name for c in load_space().cases]
+
+
+def gas_nas(args, env, cwd, timeout=600, check=True):
+    proc = subprocess.run([sys.executable, "-m", "gas_nas.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, cli_env):
+    """A 7-trial search, then the same command again with 2 more trials."""
+    root = tmp_path_factory.mktemp("search")
+    space = write_tiny_space(root / "tiny.yaml")
+    common = ["--space", str(space), "--storage", f"sqlite:///{root}/s.db", "--study", "s", "--artifacts", str(root / "art"), "--device", "cpu", "--seed", "7"]
+    first = gas_nas(["search", "--trials", "7", *common], cli_env, root)
+    after_first = optuna.load_study(study_name="s", storage=f"sqlite:///{root}/s.db").get_trials()
+    second = gas_nas(["search", "--trials", "2", *common], cli_env, root)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{root}/s.db")
+    return {"root": root, "space": space, "first": first, "second": second, "after_first": after_first, "study": study, "env": cli_env, "common": common}
+
+
+def test_first_search_runs_the_six_paper_cases_first(searched):
+    trials = searched["after_first"]
+    assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs.get("case") for t in trials[:6]] == CASES
+    assert trials[6].user_attrs.get("case") is None
+    study = searched["study"]
+    assert study.metric_names == ["d_size_mb", "imbalance"]
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+
+
+def test_rerun_resumes_and_adds_trials_without_new_cases(searched):
+    trials = searched["study"].get_trials()
+    assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["case"] for t in trials if t.user_attrs.get("case")) == sorted(CASES)
+
+
+def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
+    root = searched["root"]
+    for t in searched["study"].get_trials():
+        a = t.user_attrs
+        assert {"spec", "imbalance", "fid", "classes", "entropy", "d_params", "d_losses", "feasible"} <= set(a)
+        assert t.values[0] == pytest.approx(a["d_param_mb"]) and t.values[1] == pytest.approx(a["imbalance"])
+        assert set(t.params) <= set(a["spec"])
+        metas = optuna.artifacts.get_all_artifact_meta(t, storage=searched["study"]._storage)
+        assert sorted(m.filename for m in metas) == ["losses.png", "samples.png"]
+        for m in metas:
+            assert (root / "art" / m.artifact_id).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_output_is_plain_when_not_a_terminal(searched):
+    out = searched["first"].stdout
+    assert "trial 0 [1 original] COMPLETE d_size_mb=" in out
+    assert "Pareto front" in out and "Trial 0 finished" not in out + searched["first"].stderr
+
+
+def test_show_json_lists_front_and_cases(searched):
+    proc = gas_nas(["show", "--storage", f"sqlite:///{searched['root']}/s.db", "--study", "s", "--json"], searched["env"], searched["root"])
+    shown = json.loads(proc.stdout)
+    front = {t.number for t in searched["study"].best_trials}
+    assert {r["trial"] for r in shown["front"]} == front
+    assert [r["case"] for r in shown["cases"]] == CASES
+
+
+def test_export_then_train_rebuilds_the_same_discriminator(searched):
+    root, env = searched["root"], searched["env"]
+    storage = ["--storage", f"sqlite:///{root}/s.db", "--study", "s"]
+    gas_nas(["export", "--trial", "2", *storage, "-o", str(root / "t2.yaml")], env, root)
+    spec, train, meta = load_arch(root / "t2.yaml")
+    trial = searched["study"].trials[2]
+    assert meta["trial"] == 2 and meta["study"] == "s" and meta["case"] == CASES[2]
+    assert param_count(build_discriminator(spec)) == trial.user_attrs["d_params"]
+    proc = gas_nas(["train", "--arch", str(root / "t2.yaml"), "--iterations", "1", "--device", "cpu", "--out", str(root / "rt"), "--json"], env, root)
+    assert json.loads(proc.stdout)["d_params"] == trial.user_attrs["d_params"]
+    gas_nas(["export", "--pick", "smallest", *storage, "-o", str(root / "small.yaml")], env, root)
+    _, _, meta = load_arch(root / "small.yaml")
+    best = min(searched["study"].best_trials, key=lambda t: t.values[0])
+    assert meta["trial"] == best.number and meta["metrics"]["feasible"] is True
+
+
+def test_export_pick_refuses_when_nothing_is_feasible(tmp_path, cli_env):
+    space = write_tiny_space(tmp_path / "strict.yaml", quality={"max_fid": 0.001})
+    storage = f"sqlite:///{tmp_path}/x.db"
+    gas_nas(["search", "--trials", "1", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
+    study = optuna.load_study(study_name="gas", storage=storage)
+    t = study.trials[0]
+    assert t.user_attrs["feasible"] is False and "fid" in t.user_attrs["infeasible_reason"]
+    assert study.best_trials == [] and t.constraints["fid"] > 0
+    proc = gas_nas(["export", "--pick", "balanced", "--storage", storage, "-o", str(tmp_path / "x.yaml")], cli_env, tmp_path, check=False)
+    assert proc.returncode == 2 and "no feasible" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dashboard_app_lists_the_study_and_serves_a_png(searched):
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    study = searched["study"]
+    app = optuna_dashboard.wsgi(study._storage, artifact_store=FileSystemArtifactStore(str(searched["root"] / "art")))
+
+    def get(path):
+        env = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(env)
+        status = []
+        body = b"".join(app(env, lambda s, h, *a: status.append((s, dict(h)))))
+        return status[0][0], status[0][1], body
+
+    status, _, body = get("/api/studies")
+    assert status.startswith("200") and "s" in [s["study_name"] for s in json.loads(body)["study_summaries"]]
+    trial = study.trials[0]
+    meta = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)[0]
+    status, headers, body = get(f"/artifacts/{study._study_id}/{trial._trial_id}/{meta.artifact_id}")
+    assert status.startswith("200") and body[:4] == b"\x89PNG"
+
+
+def test_diverging_trials_are_failed_with_reason_and_search_finishes(tmp_path, cli_env):
+    space = write_tiny_space(tmp_path / "wild.yaml", train={"lr": 1e30, "iterations": 4})
+    storage = f"sqlite:///{tmp_path}/d.db"
+    proc = gas_nas(["search", "--trials", "2", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
+    trials = optuna.load_study(study_name="gas", storage=storage).trials
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.FAIL]
+    assert all("not finite" in t.user_attrs["fail_reason"] for t in trials[:2])
+    assert "FAIL: loss is not finite" in proc.stdout
+
+
+def test_sigint_fails_the_running_trial_and_rerun_resumes(tmp_path, cli_env):
+    space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 400})
+    storage = f"sqlite:///{tmp_path}/i.db"
+    args = [sys.executable, "-m", "gas_nas.cli", "search", "--trials", "2", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")]
+    proc = subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        time.sleep(1)
+        try:
+            if optuna.load_study(study_name="gas", storage=storage).get_trials(states=(TrialState.RUNNING,)):
+                break
+        except KeyError:
+            continue
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Resume with: gas-nas search" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="gas", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert study.trials[0].state == TrialState.FAIL
+    resume = write_tiny_space(tmp_path / "slow.yaml")  # same file, small budget again, to finish fast
+    gas_nas(["search", "--trials", "1", "--space", str(resume), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
+    study = optuna.load_study(study_name="gas", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
+    assert sum(1 for t in study.trials if t.user_attrs.get("case") == CASES[0]) == 1  # failed case 1 is not re-seeded
