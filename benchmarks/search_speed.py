@@ -1,0 +1,177 @@
+"""Search throughput in trials per minute: naive sequential trials vs gas-nas's search.
+
+    python benchmarks/search_speed.py [--device auto|cpu|cuda] [--trials N] [--iterations N] [--batch-size N]
+
+(a) naive: N sequential trials of the naive eager loop (`trial_speed.naive_train`) on the paper
+    cases in order (cycled past 6), training only.
+(b) gas-nas defaults: the `gas-nas search` machinery in this process: `open_study` on a temp
+    SQLite file, `load_resources`, `run_search(n_trials=N)`. Each trial also generates samples,
+    scores quality (FID, digit coverage), saves sample/loss plots as Optuna artifacts and does
+    Optuna bookkeeping; (a) does none of that. Timed: `run_search` only (setup printed apart).
+(c) gas-nas with concurrency: `gas-nas search --jobs 2 --storage journal:...` as a subprocess,
+    when the CLI has `--jobs`; timed end to end (process start, imports, data and classifier
+    load included), trials counted from the journal afterwards.
+
+The first N study trials are the enqueued paper cases, so for N <= 6 (a), (b) and (c) train
+the same discriminators with the same seeds (seed + trial number). No warm-up: (a) runs first
+and pays the process's first-call costs. Budget: paper (2000 iterations, batch 32, 2000
+quality samples) on CUDA, a small one on CPU (flags override).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from gas_nas.data import load_mnist
+from gas_nas.search import SearchOptions, load_resources, open_study, run_search
+from gas_nas.space import DEFAULT_SPACE, load_space
+from gas_nas.storage import open_storage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trial_speed import PAPER_ITERATIONS, budget, naive_train, pick_device, sync  # noqa: E402
+
+CPU_TRIALS, CUDA_TRIALS = 2, 6
+CPU_ITERATIONS = 10
+CPU_QUALITY_SAMPLES = 256
+STUDY = "bench"
+CLI = Path(__file__).resolve().parents[1] / "gas_nas" / "cli.py"
+
+
+def cli_has_jobs() -> bool:
+    try:
+        return "--jobs" in CLI.read_text()
+    except OSError:
+        return False
+
+
+def gas_nas_exe() -> str:
+    exe = Path(sys.executable).with_name("gas-nas")
+    return str(exe) if exe.exists() else (shutil.which("gas-nas") or "gas-nas")
+
+
+def finished_trials(storage_url: str) -> int:
+    study = optuna.load_study(storage=open_storage(storage_url), study_name=STUDY)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+
+
+def per_minute(trials: int, seconds: float) -> float:
+    return 60.0 * trials / seconds if seconds > 0 else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--trials", type=int, help=f"default: {CUDA_TRIALS} on CUDA, {CPU_TRIALS} on CPU")
+    p.add_argument("--iterations", type=int, help=f"default: {PAPER_ITERATIONS} on CUDA (paper), {CPU_ITERATIONS} on CPU")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quality-samples", type=int, help=f"quality.n_samples for (b), (c) (default: the YAML's on CUDA, {CPU_QUALITY_SAMPLES} on CPU)")
+    p.add_argument("--jobs", type=int, default=2, help="workers for (c) (default: 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="MNIST IDX files (default: $GAS_NAS_DATA)")
+    args = p.parse_args(argv)
+
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    trials = args.trials or (CUDA_TRIALS if cuda else CPU_TRIALS)
+    iterations = args.iterations or (PAPER_ITERATIONS if cuda else CPU_ITERATIONS)
+    label = "set by flags" if args.iterations else ("paper budget" if cuda else "small CPU budget, NOT the paper's 2000")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    tmp = Path(tempfile.mkdtemp(prefix="gas-nas-bench-"))
+    try:
+        doc = yaml.safe_load(DEFAULT_SPACE.read_text())
+        if args.quality_samples or not cuda:
+            doc.setdefault("quality", {})["n_samples"] = args.quality_samples or CPU_QUALITY_SAMPLES
+        doc.setdefault("train", {}).update(iterations=iterations, batch_size=args.batch_size)
+        space_path = tmp / "space.yaml"
+        space_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        space = load_space(space_path)
+        space = dataclasses.replace(space, train=budget(space.train, iterations, args.batch_size))
+        print(
+            f"budget: {trials} trials x {iterations} iterations, batch {args.batch_size}, "
+            f"{space.quality.n_samples} quality samples ({label}); device {device}",
+            flush=True,
+        )
+
+        # (a) naive sequential trials, training only
+        images_cpu, _ = load_mnist(args.data_dir, train=True, device="cpu")
+        sync(device)
+        start = time.perf_counter()
+        for i in range(trials):
+            case = space.cases[i % len(space.cases)]
+            naive_train(case.spec, space.train, images_cpu, device, seed=args.seed + i)
+        sync(device)
+        sec_a = time.perf_counter() - start
+        print(f"  (a) naive: {trials} trials in {sec_a:.1f} s", flush=True)
+
+        # (b) gas-nas search machinery, in process
+        start = time.perf_counter()
+        storage_b = f"sqlite:///{tmp}/bench.db"
+        study = open_study(space, storage_b, STUDY, seed=args.seed)
+        res = load_resources(device, args.data_dir)
+        opts = SearchOptions(storage=storage_b, study_name=STUDY, device=device, seed=args.seed, artifacts=str(tmp / "artifacts_b"))
+        setup_b = time.perf_counter() - start
+        sync(device)
+        start = time.perf_counter()
+        run_search(study, space, opts, res, n_trials=trials)
+        sync(device)
+        sec_b = time.perf_counter() - start
+        done_b = finished_trials(storage_b)
+        print(f"  (b) gas-nas: {done_b} trials in {sec_b:.1f} s (+ {setup_b:.1f} s setup, not counted)", flush=True)
+
+        # (c) gas-nas with concurrency, as a subprocess
+        rate_c = None
+        if cli_has_jobs():
+            storage_c = f"journal:{tmp}/b.journal"
+            cmd = [
+                gas_nas_exe(), "search", "--jobs", str(args.jobs), "--storage", storage_c, "--study", STUDY,
+                "--space", str(space_path), "--artifacts", str(tmp / "artifacts_c"), "--trials", str(trials),
+                "--iterations", str(iterations), "--batch-size", str(args.batch_size),
+                "--device", device.type, "--seed", str(args.seed), "--quiet",
+            ] + (["--data-dir", args.data_dir] if args.data_dir else [])
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            sec_c = time.perf_counter() - start
+            if proc.returncode != 0:
+                print(f"  (c) failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}", flush=True)
+            else:
+                done_c = finished_trials(storage_c)
+                rate_c = per_minute(done_c, sec_c)
+                print(f"  (c) gas-nas --jobs {args.jobs}: {done_c} trials in {sec_c:.1f} s (end to end, subprocess)", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rate_a, rate_b = per_minute(trials, sec_a), per_minute(done_b, sec_b)
+    print("note: (b) and (c) include sample generation, quality metrics (FID, coverage), plots and Optuna bookkeeping; (a) trains only")
+    print(f"device      {torch.cuda.get_device_name(device) if cuda else f'cpu ({torch.get_num_threads()} threads)'}")
+    print(f"torch       {torch.__version__}")
+    print(f"budget      {trials} trials, {iterations} iterations ({label}), batch {args.batch_size}")
+    print(f"(a) naive sequential        {rate_a:8.2f} trials/min")
+    print(f"(b) gas-nas search          {rate_b:8.2f} trials/min")
+    if rate_c is not None:
+        print(f"(c) gas-nas --jobs {args.jobs}        {rate_c:8.2f} trials/min")
+    print(f"ratio b/a: {rate_b / rate_a:.2f}x")
+    if rate_c is not None:
+        print(f"ratio c/a: {rate_c / rate_a:.2f}x")
+    else:
+        print("ratio c/a: n/a ((c) not available yet: gas-nas search has no --jobs option)" if not cli_has_jobs() else "ratio c/a: n/a ((c) failed, see above)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

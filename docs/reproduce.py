@@ -1,0 +1,456 @@
+#!/usr/bin/env python
+"""Reproduce the GAS study with gas-nas and write docs/gas-reproduction.md.
+
+Three parts, all with gas_nas's own functions:
+  (a) the six paper discriminators (plus case 1 with leaky ReLU) trained at the paper budget
+      over several seeds with `gas_nas.train.run_trial`, reported as mean ± std;
+  (b) an Optuna search (`open_study` / `run_search`) whose Pareto front is plotted;
+  (c) a Markdown page with the table, sample grids, the front and a verdict on each of the
+      three GAS conclusions, computed from the numbers by the rules printed on the page.
+
+GPU run (the real one):  python docs/reproduce.py --seeds 3 --trials 50 --device cuda
+CPU smoke test:          python docs/reproduce.py --tiny --out /tmp/repro --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+STUDY_NAME = "gas-reproduction"
+PAGE_NAME = "gas-reproduction.md"
+ASSETS = "gas-reproduction"  # folder next to the page: grids and the front
+LEAKY = "1 original + leaky_relu"
+BANNER = "> **SMOKE TEST — tiny CPU budget, not a reproduction.** These numbers say nothing about the GAS study."
+TINY = {"seeds": 2, "iterations": 3, "batch_size": 8, "n_samples": 64, "trials": 7}
+
+# Verdict rules (printed on the page as well).
+FID_TOLERANCE = 1.25  # "trains about as well": FID within 25% of case 1's
+IMBALANCE_SLACK = 0.10  # imbalance comparable: <= 1.25 x case 1's + 0.10
+D_LOSS_CRASH = 0.40  # a D that ignores its input scores 0.25-0.5 (sigmoid output); >= 0.4 is "near its max"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=_positive, help="seeds per case (default 3; --tiny: 2)")
+    p.add_argument("--trials", type=_positive, help="search trials, the six cases included (default 50; --tiny: 7)")
+    p.add_argument("--iterations", type=_positive, help="iterations per run (default: the space's, the paper's 2000)")
+    p.add_argument("--batch-size", type=_positive, help="batch size (default: the space's, the paper's 32)")
+    p.add_argument("--n-samples", type=_positive, help="samples for FID and class coverage (default: the space's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--data-dir", help="MNIST folder (default: $GAS_NAS_DATA, else the gas-nas cache)")
+    p.add_argument("--out", default=str(DOCS), help="where the page and its images go (default: docs)")
+    p.add_argument("--storage", default="sqlite:///studies/reproduction.db", help="Optuna storage URL of the search")
+    p.add_argument("--artifacts", help="Optuna artifact folder (default: studies/artifacts; --tiny: OUT/artifacts)")
+    p.add_argument("--space", help="search-space YAML (default: search_spaces/gas.yaml)")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
+    args = p.parse_args(argv)
+    if args.tiny and _same_dir(args.out, DOCS):
+        p.error("--tiny writes a smoke-test page; give --out DIR outside docs/ (it must never replace docs/gas-reproduction.md)")
+    if args.tiny:
+        for key, value in TINY.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    args.seeds = args.seeds or 3
+    args.trials = args.trials or 50
+    if args.trials < 6:
+        p.error("--trials must be at least 6: the six paper cases are the first trials")
+    args.artifacts = args.artifacts or (str(Path(args.out) / "artifacts") if args.tiny else "studies/artifacts")
+    return args
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _same_dir(a: str | Path, b: Path) -> bool:
+    return Path(a).resolve() == b.resolve()
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("reproduce.py: --device cuda but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def budget_space(args: argparse.Namespace):
+    """The space with this run's budget: paper defaults, overridden by the flags."""
+    from gas_nas.space import load_space
+
+    space = load_space(args.space)
+    train = space.train
+    changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
+    if args.iterations is not None:
+        changes["log_every"] = min(train.log_every, args.iterations)
+    quality = dataclasses.replace(space.quality, n_samples=args.n_samples) if args.n_samples else space.quality
+    return dataclasses.replace(space, train=dataclasses.replace(train, **changes), quality=quality)
+
+
+# ---------------------------------------------------------------- (a) the paper cases
+
+
+@dataclass
+class CaseResult:
+    name: str
+    paper_mb: float | None
+    spec: object
+    runs: list  # TrialMetrics, one per seed
+    grid: str  # sample grid of the first seed, relative to the page
+
+    def values(self, key: str) -> list[float]:
+        return [float(getattr(m, key)) for m in self.runs]
+
+    def mean(self, key: str) -> float:
+        vals = self.values(key)
+        return statistics.fmean(vals) if all(map(math.isfinite, vals)) else math.inf
+
+    def std(self, key: str) -> float:
+        vals = self.values(key)
+        return statistics.stdev(vals) if len(vals) > 1 and all(map(math.isfinite, vals)) else 0.0
+
+    def failures(self, quality) -> int:
+        """Seeds whose samples fail the quality guard (or whose training diverged)."""
+        return sum(1 for m in self.runs if m.violations(quality))
+
+    def fails_guard(self, quality) -> bool:
+        return self.failures(quality) * 2 > len(self.runs)  # a majority of seeds
+
+
+def reproduction_cases(space) -> list[tuple[str, float | None, object]]:
+    """(name, paper MB, spec): the six paper cases, then case 1 with leaky ReLU."""
+    rows = [(c.name, c.paper_mb, c.spec) for c in space.cases]
+    original = space.cases[0].spec
+    rows.append((LEAKY, None, dataclasses.replace(original, activation="leaky_relu")))
+    return rows
+
+
+def run_cases(space, res, seeds: int, assets: Path, log) -> list[CaseResult]:
+    from gas_nas.cases import slug
+    from gas_nas.report import save_grid
+    from gas_nas.train import run_trial
+
+    results = []
+    for name, paper_mb, spec in reproduction_cases(space):
+        runs, grid = [], f"{ASSETS}/{slug(name)}.png"
+        for seed in range(seeds):
+            start = time.perf_counter()
+            out = run_trial(spec, space.train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed)
+            if seed == 0:
+                save_grid(out.grid, assets / Path(grid).name)
+            m = out.metrics
+            log(f"  {name:<28} seed {seed}: fid {m.fid:8.1f}  imbalance {m.imbalance:6.3f}  classes {m.classes}  {m.status}  ({time.perf_counter() - start:.1f}s)")
+            runs.append(m)
+        results.append(CaseResult(name, paper_mb, spec, runs, grid))
+    return results
+
+
+# ---------------------------------------------------------------- (b) the search
+
+
+def run_reproduction_search(space, args, device, res, log):
+    """Open (or resume) the study and run trials until it holds `--trials` finished ones."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from gas_nas.search import SearchOptions, open_study, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = open_study(space, args.storage, STUDY_NAME, seed=0)
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    todo = max(0, args.trials - len(finished))
+    log(f"search: study {STUDY_NAME!r}, {len(finished)} trials finished, running {todo} more")
+    if todo:
+        def on_start(number: int, case: str) -> None:
+            log(f"  trial {number}" + (f" ({case})" if case else ""))
+
+        opts = SearchOptions(storage=args.storage, study_name=STUDY_NAME, device=device, seed=0, artifacts=args.artifacts, on_trial_start=on_start)
+        run_search(study, space, opts, res, n_trials=todo)
+    return study
+
+
+def dominating_trials(study) -> list:
+    """Feasible front trials that dominate every paper case on (size, imbalance)."""
+    from gas_nas.search import case_trials, front
+
+    cases = [t.values for t in case_trials(study)]
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+    return [t for t in front(study) if not t.user_attrs.get("case") and all(dominates(t.values[:2], c[:2]) for c in cases)]
+
+
+def export_found(study, found: list, space, assets: Path, export: bool, artifacts: str) -> list[dict]:
+    """Save each found trial's samples next to the page and (unless --tiny) its architecture YAML."""
+    from gas_nas.search import trial_spec
+    from gas_nas.spec import save_arch
+
+    rows = []
+    for t in found:
+        name = f"reproduction-trial-{t.number}"
+        arch = None
+        if export:
+            meta = {"study": STUDY_NAME, "trial": t.number, "d_size_mb": t.values[0], "imbalance": t.values[1], "fid": t.user_attrs.get("fid")}
+            arch = save_arch(ROOT / "search_spaces" / "found" / f"{name}.yaml", trial_spec(t), space.train, meta)
+        grid = _download_samples(study, t, artifacts, assets / f"{name}.png")
+        rows.append({"trial": t, "name": name, "arch": arch, "grid": f"{ASSETS}/{name}.png" if grid else None})
+    return rows
+
+
+def _download_samples(study, trial, artifacts: str, path: Path) -> Path | None:
+    """The trial's sample grid from Optuna's artifact store (uploaded by the objective)."""
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+
+    store = FileSystemArtifactStore(artifacts)
+    for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage):
+        if meta.filename == "samples.png":
+            path.unlink(missing_ok=True)
+            optuna.artifacts.download_artifact(artifact_store=store, file_path=str(path), artifact_id=meta.artifact_id)
+            return path
+    return None
+
+
+def plot_front(study, path: Path) -> Path:
+    """d_size_mb vs imbalance: complete trials grey, infeasible crossed, feasible front in colour, cases labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+
+    from gas_nas.search import front
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    infeasible = [t for t in done if not t.user_attrs.get("feasible")]
+    best = front(study)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="0.7", s=22, label=f"complete trials ({len(done)})")
+    ax.scatter([t.values[0] for t in infeasible], [t.values[1] for t in infeasible], marker="x", c="tab:red", s=30, label=f"infeasible (quality guard, {len(infeasible)})")
+    if best:
+        ax.plot([t.values[0] for t in best], [t.values[1] for t in best], "o-", c="tab:blue", ms=6, label=f"feasible Pareto front ({len(best)})")
+    for t in done:
+        if t.user_attrs.get("case"):
+            ax.annotate(t.user_attrs["case"], (t.values[0], t.values[1]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("discriminator size (d_size_mb, log scale)")
+    ax.set_ylabel("imbalance (0 = LSGAN equilibrium)")
+    ax.set_title(f"study {study.study_name}: {len(done)} complete trials")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- (c) the page
+
+
+def verdicts(results: list[CaseResult], quality) -> list[str]:
+    """One line per GAS conclusion, each computed by the rule stated in `RULES`."""
+    by = {r.name.split()[0] if r.name != LEAKY else "leaky": r for r in results}
+    c1, c2, c3, c4, c5, c6, leaky = (by[k] for k in ("1", "2", "3", "4", "5", "6", "leaky"))
+    fid_ok = c3.mean("fid") <= FID_TOLERANCE * c1.mean("fid")
+    imb_ok = c3.mean("imbalance") <= FID_TOLERANCE * c1.mean("imbalance") + IMBALANCE_SLACK
+    smaller = c3.mean("d_param_mb") < c1.mean("d_param_mb")
+    collapse = [c for c in (c5, c6) if c.fails_guard(quality)]
+    part_a = fid_ok and imb_ok and smaller and not c3.fails_guard(quality)
+    v1 = _verdict(part_a and len(collapse) == 2, part_a or len(collapse) == 2) + (
+        f" — k=32: guard passed in {len(c3.runs) - c3.failures(quality)}/{len(c3.runs)} seeds, FID {c3.mean('fid'):.1f} vs {c1.mean('fid'):.1f} ({'within' if fid_ok else 'not within'} 25%), "
+        f"imbalance {c3.mean('imbalance'):.3f} vs {c1.mean('imbalance'):.3f} ({'comparable' if imb_ok else 'not comparable'}), "
+        f"{c1.mean('d_param_mb') / max(c3.mean('d_param_mb'), 1e-12):.2f}x fewer parameter MB; "
+        f"guard failed by k=16 in {c5.failures(quality)}/{len(c5.runs)} seeds, k=8 in {c6.failures(quality)}/{len(c6.runs)}"
+    )
+    crashed = [c for c in (c2, c4) if c.fails_guard(quality) or c.mean("d_loss") >= D_LOSS_CRASH]
+    v2 = _verdict(len(crashed) == 2, len(crashed) == 1) + "".join(
+        f"{' —' if i == 0 else ';'} {c.name}: guard failed in {c.failures(quality)}/{len(c.runs)} seeds, D loss {c.mean('d_loss'):.3f}"
+        for i, c in enumerate((c2, c4))
+    )
+    leaky_bad = leaky.fails_guard(quality) or leaky.mean("fid") > FID_TOLERANCE * c1.mean("fid")
+    v3 = _verdict(leaky_bad, False) + (
+        f" — leaky ReLU: guard failed in {leaky.failures(quality)}/{len(leaky.runs)} seeds, "
+        f"FID {leaky.mean('fid'):.1f} vs original {c1.mean('fid'):.1f}"
+    )
+    return [
+        f"**Conclusion 1** (inception k=32 matches the original; k=16 and k=8 collapse): {v1}",
+        f"**Conclusion 2** (depthwise-separable convolutions crash LSGAN training): {v2}",
+        f"**Conclusion 3** (leaky ReLU makes training crash): {v3}",
+    ]
+
+
+def _verdict(yes: bool, partly: bool) -> str:
+    return "SUPPORTED" if yes else "PARTLY SUPPORTED" if partly else "NOT SUPPORTED"
+
+
+RULES = f"""\
+Rules (a case "fails the guard" when a majority of its seeds fail the quality guard or diverge):
+1. Supported when inception k=32 passes the guard, its mean FID is within {FID_TOLERANCE - 1:.0%} of case 1's
+   (<= {FID_TOLERANCE} x), its mean imbalance is comparable (<= {FID_TOLERANCE} x case 1's + {IMBALANCE_SLACK}),
+   it has fewer parameter MB, and both k=16 and k=8 fail the guard (mode collapse). Partly: one half holds.
+2. Supported when both depthwise cases (2 and 4) fail the guard or end with a mean D loss >= {D_LOSS_CRASH}
+   (a D whose sigmoid output ignores its input scores between 0.25 and 0.5). Partly: one of them.
+3. Supported when "1 original + leaky_relu" fails the guard or its mean FID exceeds {FID_TOLERANCE} x case 1's."""
+
+
+def _pm(r: CaseResult, key: str, fmt: str) -> str:
+    mean, std = r.mean(key), r.std(key)
+    return "inf" if not math.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def table(results: list[CaseResult], quality, cuda: bool) -> list[str]:
+    from gas_nas.metrics import param_count
+    from gas_nas.models import build_discriminator
+
+    lines = [
+        "| case | paper MB (TF, GPU) | params | param MB | peak train MB | imbalance | D loss | FID | classes | entropy | guard passed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        paper = f"{r.paper_mb:g}" if r.paper_mb is not None else "–"
+        peak = _pm(r, "peak_mb", ".1f") if cuda and all(m.peak_mb is not None for m in r.runs) else "n/a"
+        passed = f"{len(r.runs) - r.failures(quality)}/{len(r.runs)}"
+        lines.append(
+            f"| {r.name} | {paper} | {param_count(build_discriminator(r.spec)):,} | {r.mean('d_param_mb'):.3f} | {peak} | "
+            f"{_pm(r, 'imbalance', '.3f')} | {_pm(r, 'd_loss', '.3f')} | {_pm(r, 'fid', '.1f')} | "
+            f"{_pm(r, 'classes', '.1f')} | {_pm(r, 'entropy', '.2f')} | {passed} |"
+        )
+    return lines
+
+
+def environment(device) -> dict[str, str]:
+    import optuna
+    import torch
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    return {
+        "device": name,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, gas-nas {version('gas-nas')}",
+    }
+
+
+def write_page(path: Path, *, args, space, env: dict, results, study, found: list, seconds: float, cuda: bool) -> Path:
+    from optuna.trial import TrialState
+
+    t, q = space.train, space.quality
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    lines = ["# GAS reproduction with gas-nas", ""]
+    if args.tiny:
+        lines += [BANNER, ""]
+    lines += [
+        f"- **Device:** {env['device']}",
+        f"- **Date:** {env['date']}",
+        f"- **Versions:** {env['versions']}",
+        f"- **Budget per run:** {t.iterations} iterations, batch {t.batch_size}, {t.d_steps} D step then {t.g_steps} G steps, "
+        f"{t.optimizer} lr {t.lr:g}; quality on {q.n_samples} samples (guard: FID <= {q.max_fid:g}, >= {q.min_classes} digits, entropy >= {q.min_entropy:g})",
+        f"- **Seeds per case:** {args.seeds} (0..{args.seeds - 1}); **search:** {args.trials} trials in study `{STUDY_NAME}` ({n_complete} complete)",
+        f"- **Wall time:** {seconds / 60:.1f} min",
+        f"- **Command:** `python docs/reproduce.py {' '.join(sys.argv[1:])}`",
+        "",
+        "## The six GAS discriminators (and case 1 with leaky ReLU)",
+        "",
+        "Mean ± std over seeds. *Paper MB* is the GPU memory the write-up measured under TensorFlow, a reference "
+        "column only; *param MB* is fp32 parameters; *peak train MB* is the CUDA peak of a training run (n/a on a CPU). "
+        "*Guard passed*: seeds whose samples pass the quality guard.",
+        "",
+        *table(results, q, cuda),
+        "",
+        "### Samples (seed 0)",
+        "",
+        *[f"**{r.name}**  \n![{r.name}]({r.grid})\n" for r in results],
+        "## Verdicts on the GAS conclusions",
+        "",
+        "```text",
+        RULES,
+        "```",
+        "",
+        *[f"- {v}" for v in verdicts(results, q)],
+        "",
+        "## The search",
+        "",
+        f"![Pareto front]({ASSETS}/pareto.png)",
+        "",
+        *found_section(found, args.tiny),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def found_section(found: list, tiny: bool) -> list[str]:
+    if not found:
+        return ["No feasible trial dominates all six paper cases on both size and imbalance."]
+    lines = [f"{len(found)} feasible trial(s) dominate all six paper cases on both objectives:", ""]
+    for f in found:
+        t = f["trial"]
+        where = f"exported to `{f['arch'].relative_to(ROOT)}`" if f["arch"] else "not exported (--tiny)"
+        lines.append(f"- trial {t.number}: {t.values[0]:.4f} MB, imbalance {t.values[1]:.3f}, FID {float(t.user_attrs.get('fid', 'nan')):.1f}; {where}")
+        if f["grid"]:
+            lines.append(f"\n  ![trial {t.number}]({f['grid']})\n")
+    return lines
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna's notes on its own API, not the user's concern
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    from gas_nas.errors import GasNasError
+    from gas_nas.search import load_resources
+
+    try:
+        device = resolve_device(args.device)
+        space = budget_space(args)
+        out = Path(args.out)
+        assets = out / ASSETS
+        assets.mkdir(parents=True, exist_ok=True)
+        if args.storage.startswith("sqlite:///"):
+            Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        log(f"device {device}; {args.seeds} seeds; {space.train.iterations} iterations, batch {space.train.batch_size}; {space.quality.n_samples} samples")
+        res = load_resources(device, args.data_dir)
+        results = run_cases(space, res, args.seeds, assets, log)
+        study = run_reproduction_search(space, args, device, res, log)
+    except GasNasError as exc:
+        print(f"reproduce.py: {exc}", file=sys.stderr)
+        return 2
+    plot_front(study, assets / "pareto.png")
+    found = export_found(study, dominating_trials(study), space, assets, export=not args.tiny, artifacts=args.artifacts)
+    page = out / PAGE_NAME
+    if args.tiny and page.resolve() == (DOCS / PAGE_NAME).resolve():  # belt and braces: parse_args refuses this already
+        raise SystemExit("reproduce.py: refusing to write a smoke test to docs/gas-reproduction.md")
+    write_page(page, args=args, space=space, env=environment(device), results=results, study=study, found=found,
+               seconds=time.perf_counter() - start, cuda=device.type == "cuda")
+    log(f"wrote {page} ({time.perf_counter() - start:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""docs/reproduce.py end to end on a CPU-sized budget (--tiny), and its refusal to overwrite docs/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "docs" / "reproduce.py"
+PAPER_MB = {"1 original": "777", "2 depthwise+inception": "199", "3 inception k=32": "489",
+            "4 depthwise+inception+dense": "393", "5 inception k=16": "361", "6 inception k=8": "297"}
+
+
+def _run(args: list[str], env: dict, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_page(tmp_path_factory: pytest.TempPathFactory, cli_env: dict) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("reproduction")
+    proc = _run(["--tiny", "--out", str(out), "--storage", f"sqlite:///{out}/r.db", "--device", "cpu"], cli_env, cwd=out)
+    return out, proc
+
+
+def test_tiny_run_writes_the_page(tiny_page):
+    out, proc = tiny_page
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = out / "gas-reproduction.md"
+    text = page.read_text()
+    assert "SMOKE TEST — tiny CPU budget, not a reproduction" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| case")}
+    for name, mb in PAPER_MB.items():
+        assert name in rows, f"no table row for {name!r}"
+        assert rows[name].split("|")[2].strip() == mb
+    assert "1 original + leaky_relu" in rows
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert "gas-reproduction/pareto.png" in images
+    assert len(images) >= 8  # seven sample grids and the front
+    for rel in images:
+        assert (out / rel).is_file(), f"page references missing {rel}"
+    for n in (1, 2, 3):
+        assert re.search(rf"^- \*\*Conclusion {n}\*\* .*: (SUPPORTED|PARTLY SUPPORTED|NOT SUPPORTED)", text, re.M), f"no verdict line {n}"
+    assert not (ROOT / "docs" / "gas-reproduction.md").exists() or "SMOKE TEST" not in (ROOT / "docs" / "gas-reproduction.md").read_text()
+    assert not list(out.glob("search_spaces/found/*.yaml")), "--tiny must not export architectures"
+
+
+def test_tiny_refuses_the_docs_folder(cli_env: dict, tmp_path: Path):
+    proc = _run(["--tiny", "--out", str(ROOT / "docs"), "--storage", f"sqlite:///{tmp_path}/r.db", "--device", "cpu"], cli_env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "--tiny" in proc.stderr
+    default = _run(["--tiny", "--device", "cpu"], cli_env, cwd=ROOT, timeout=120)  # --out defaults to docs
+    assert default.returncode == 2
+    assert not (tmp_path / "r.db").exists()
