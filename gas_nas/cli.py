@@ -175,6 +175,7 @@ class Search(Command):
     def add_arguments(self, parser):
         parser.add_argument("--trials", type=_positive, metavar="N", help="trials to run in this process (default: 50)")
         parser.add_argument("--until", type=_positive, metavar="N", help="shared studies: stop when the study has N complete trials")
+        parser.add_argument("--jobs", type=_positive, default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
         _add_space(parser)
         _add_study(parser)
         _add_training(parser)
@@ -194,6 +195,8 @@ class Search(Command):
         n_trials = args.trials if args.trials or args.until else 50
         storage = args.storage or DEFAULT_SQLITE
         study_name = args.study or space.name
+        if args.jobs > 1 and storage.startswith("sqlite"):
+            raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         device = _device(args.device)
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
@@ -208,13 +211,33 @@ class Search(Command):
                 artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
                 on_trial_start=progress.on_trial_start, callbacks=[progress],
             )
+            workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []
             try:
                 run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
             except KeyboardInterrupt:
+                for w in workers:
+                    w.wait()
                 print(f"gas-nas: interrupted; the running trial is marked FAIL. Resume with: {resume}", file=sys.stderr)
                 return 130
+        failed = [w.args for w in workers if w.wait() != 0]
         _print_front(console, study, quiet=args.quiet)
+        if failed:
+            print(f"gas-nas: {len(failed)} of {args.jobs - 1} extra workers failed (see their messages above)", file=sys.stderr)
+            return 1
         return 0
+
+
+def _start_workers(args, storage: str, study_name: str, n_trials: int | None) -> list:
+    """`--jobs K`: K-1 more `gas-nas search` processes on the same study (stdout quiet, errors shown)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--storage", storage, "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
+    cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
+    for flag, value in (("--space", args.space), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+                        ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(args.jobs - 1)]
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:

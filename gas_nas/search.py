@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,7 +57,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+    with warnings.catch_warnings():  # multivariate/group are "experimental" in Optuna; not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
 
 
 def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: int = 0, sampler: str | None = None) -> optuna.Study:
@@ -76,13 +79,16 @@ def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: i
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=study_name, sampler=sampler_obj)
+        sampler_obj.reseed_rng()  # joiners (workers, resumes) must not replay the creator's random draws
         created = False
     except Exception as exc:  # noqa: BLE001 - a database that answers badly
         raise StorageError(f"cannot create study {study_name!r} in {redact(storage_url)}: {redact(str(exc).splitlines()[0], storage_url)}") from None
     if len(study.directions) != len(directions):
         raise StorageError(f"study {study_name!r} has {len(study.directions)} objectives but the space asks for {len(directions)} ({', '.join(metric_names(space))}); use another --study")
     if created:
-        study.set_metric_names(metric_names(space))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(space))
         _enqueue_cases(study, space)
     else:
         _wait_for_seeding(study, space)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from gas_nas.errors import StorageError
 DEFAULT_SQLITE = "sqlite:///studies/gas.db"
 DEFAULT_JOURNAL = "studies/gas.journal"
 DEFAULT_ARTIFACTS = "studies/artifacts"
+SCHEMA_ATTEMPTS = 5
 _PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
 
 
@@ -65,22 +68,40 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
             import psycopg  # noqa: F401  (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)
         except ImportError:
             raise StorageError("PostgreSQL storage needs the driver: pip install 'gas-nas[postgres]'") from None
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True} if not scheme == "sqlite" else None,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries),
-        )
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy errors carry multi-line text and the URL
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {redact(url)}: {redact(first, url)}") from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; not the user's concern
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True} if not scheme == "sqlite" else None,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries),
+                )
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy errors carry multi-line text and the URL
+            if attempt + 1 < SCHEMA_ATTEMPTS and _schema_race(exc):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"cannot open storage {redact(url)}: {redact(first, url)}") from None
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Workers started together on a fresh database all create Optuna's tables; the losers see
+    'duplicate key' / 'already exists'. The tables are there then, so opening again succeeds."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    text = str(exc).lower()
+    return isinstance(exc, (IntegrityError, ProgrammingError, OperationalError)) and any(word in text for word in ("already exists", "duplicate", "unique constraint"))
 
 
 def _check_dir(directory: Path, url: str) -> None:
     """Create the storage's directory, or say in one line why it cannot be written."""
     directory = directory if str(directory) else Path(".")
+    for part in (directory, *directory.parents):
+        if part.exists() and not part.is_dir():
+            raise StorageError(f"cannot create {directory} for storage {redact(url)}: {part} exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
