@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -85,9 +86,16 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_study(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///studies/gas.db)")
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: $GAS_NAS_STORAGE, else sqlite:///studies/gas.db)")
     parser.add_argument("--study", metavar="NAME", help="study name (default: the space's name)")
     parser.add_argument("--artifacts", metavar="DIR", default=None, help="artifact directory (default: studies/artifacts)")
+
+
+def _storage(args: argparse.Namespace) -> str:
+    """--storage, else $GAS_NAS_STORAGE (keeps a password off command lines and shell history)."""
+    from gas_nas.storage import DEFAULT_SQLITE
+
+    return args.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
 
 
 def _positive(text: str) -> int:
@@ -188,12 +196,12 @@ class Search(Command):
         from gas_nas.progress import SearchProgress
         from gas_nas.search import SearchOptions, load_resources, open_study, run_search
         from gas_nas.space import load_space
-        from gas_nas.storage import DEFAULT_ARTIFACTS, DEFAULT_SQLITE, redact
+        from gas_nas.storage import DEFAULT_ARTIFACTS, redact
 
         space = load_space(args.space)
         space = dataclasses.replace(space, train=_budget(space.train, args))
         n_trials = args.trials if args.trials or args.until else 50
-        storage = args.storage or DEFAULT_SQLITE
+        storage = _storage(args)
         study_name = args.study or space.name
         if args.jobs > 1 and storage.startswith("sqlite"):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
@@ -231,13 +239,14 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
     """`--jobs K`: K-1 more `gas-nas search` processes on the same study (stdout quiet, errors shown)."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--storage", storage, "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
+    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
     for flag, value in (("--space", args.space), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts)):
         if value is not None:
             cmd += [flag, str(value)]
-    return [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(args.jobs - 1)]
+    env = {**os.environ, "GAS_NAS_STORAGE": storage}  # not in argv, where `ps` would show a password
+    return [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env) for _ in range(args.jobs - 1)]
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
@@ -277,9 +286,8 @@ class Show(Command):
 
     def run(self, args, console):
         from gas_nas.search import load_existing
-        from gas_nas.storage import DEFAULT_SQLITE
 
-        study = load_existing(args.storage or DEFAULT_SQLITE, args.study)
+        study = load_existing(_storage(args), args.study)
         _print_front(console, study, as_json=args.json)
         return 0
 
@@ -299,9 +307,9 @@ class Export(Command):
     def run(self, args, console):
         from gas_nas.search import load_existing, pick_trial, trial_spec
         from gas_nas.spec import TrainConfig, save_arch
-        from gas_nas.storage import DEFAULT_SQLITE, redact
+        from gas_nas.storage import redact
 
-        storage = args.storage or DEFAULT_SQLITE
+        storage = _storage(args)
         study = load_existing(storage, args.study)
         if args.pick:
             trial = pick_trial(study, args.pick)
@@ -340,9 +348,9 @@ class Dashboard(Command):
         from optuna.artifacts import FileSystemArtifactStore
 
         from gas_nas.search import load_existing
-        from gas_nas.storage import DEFAULT_ARTIFACTS, DEFAULT_SQLITE
+        from gas_nas.storage import DEFAULT_ARTIFACTS
 
-        study = load_existing(args.storage or DEFAULT_SQLITE, args.study)
+        study = load_existing(_storage(args), args.study)
         artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)
         artifacts.mkdir(parents=True, exist_ok=True)
         console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
