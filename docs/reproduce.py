@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from gas_nas.cli import positive_int
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 STUDY_NAME = "gas-reproduction"
@@ -47,11 +49,11 @@ D_LOSS_CRASH = 0.40  # a D that ignores its input scores 0.25-0.5 (sigmoid outpu
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=_positive, help="seeds per case (default 3; --tiny: 2)")
-    p.add_argument("--trials", type=_positive, help="search trials, the six cases included (default 50; --tiny: 7)")
-    p.add_argument("--iterations", type=_positive, help="iterations per run (default: the space's, the paper's 2000)")
-    p.add_argument("--batch-size", type=_positive, help="batch size (default: the space's, the paper's 32)")
-    p.add_argument("--n-samples", type=_positive, help="samples for FID and class coverage (default: the space's)")
+    p.add_argument("--seeds", type=positive_int, help="seeds per case (default 3; --tiny: 2)")
+    p.add_argument("--trials", type=positive_int, help="search trials, the six cases included (default 50; --tiny: 7)")
+    p.add_argument("--iterations", type=positive_int, help="iterations per run (default: the space's, the paper's 2000)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (default: the space's, the paper's 32)")
+    p.add_argument("--n-samples", type=positive_int, help="samples for FID and class coverage (default: the space's)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--data-dir", help="MNIST folder (default: $GAS_NAS_DATA, else the gas-nas cache)")
     p.add_argument("--out", default=str(DOCS), help="where the page and its images go (default: docs)")
@@ -72,16 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--trials must be at least 6: the six paper cases are the first trials")
     args.artifacts = args.artifacts or (str(Path(args.out) / "artifacts") if args.tiny else "studies/artifacts")
     return args
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _same_dir(a: str | Path, b: Path) -> bool:

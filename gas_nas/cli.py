@@ -78,8 +78,8 @@ def _num(value) -> str:
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=_positive, metavar="N", help="training iterations per trial (default: from YAML)")
-    parser.add_argument("--batch-size", type=_positive, metavar="N", help="batch size (default: from YAML)")
+    parser.add_argument("--iterations", type=positive_int, metavar="N", help="training iterations per trial (default: from YAML)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="batch size (default: from YAML)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -98,7 +98,7 @@ def _storage(args: argparse.Namespace) -> str:
     return args.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -181,9 +181,9 @@ class Search(Command):
     name = "search"
 
     def add_arguments(self, parser):
-        parser.add_argument("--trials", type=_positive, metavar="N", help="trials to run in this process (default: 50)")
-        parser.add_argument("--until", type=_positive, metavar="N", help="shared studies: stop when the study has N complete trials")
-        parser.add_argument("--jobs", type=_positive, default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
+        parser.add_argument("--trials", type=positive_int, metavar="N", help="trials to run in this process (default: 50)")
+        parser.add_argument("--until", type=positive_int, metavar="N", help="shared studies: stop when the study has N complete trials")
+        parser.add_argument("--jobs", type=positive_int, default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
         _add_space(parser)
         _add_study(parser)
         _add_training(parser)
