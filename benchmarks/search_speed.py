@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         storage_b = f"sqlite:///{tmp}/bench.db"
         study = open_study(space, storage_b, STUDY, seed=args.seed)
         res = load_resources(device, args.data_dir)
-        opts = SearchOptions(storage=storage_b, study_name=STUDY, device=device, seed=args.seed, artifacts=str(tmp / "artifacts_b"))
+        opts = SearchOptions(seed=args.seed, artifacts=str(tmp / "artifacts_b"))
         setup_b = time.perf_counter() - start
         sync(device)
         start = time.perf_counter()

@@ -180,7 +180,7 @@ def run_reproduction_search(space, args, device, res, log):
         def on_start(number: int, case: str) -> None:
             log(f"  trial {number}" + (f" ({case})" if case else ""))
 
-        opts = SearchOptions(storage=args.storage, study_name=STUDY_NAME, device=device, seed=0, artifacts=args.artifacts, on_trial_start=on_start)
+        opts = SearchOptions(seed=0, artifacts=args.artifacts, on_trial_start=on_start)
         run_search(study, space, opts, res, n_trials=todo)
     return study
 

@@ -215,8 +215,7 @@ class Search(Command):
             console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
             opts = SearchOptions(
-                storage=storage, study_name=study_name, device=device, seed=args.seed, sampler=args.sampler,
-                artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
+                seed=args.seed, artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
                 on_trial_start=progress.on_trial_start, callbacks=[progress],
             )
             workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []

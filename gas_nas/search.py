@@ -33,11 +33,9 @@ class TrialFailed(Exception):
 
 @dataclass
 class SearchOptions:
-    storage: str
-    study_name: str
-    device: torch.device
+    """How this process runs its trials (the study itself comes from `open_study`)."""
+
     seed: int = 0
-    sampler: str | None = None  # overrides the space's search.sampler
     artifacts: str = DEFAULT_ARTIFACTS
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
