@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
-from gas_nas.storage import DEFAULT_ARTIFACTS, open_storage, redact
+from gas_nas.storage import DEFAULT_ARTIFACTS, error_line, open_storage, redact
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 SEED_WAIT_S = 60.0
@@ -80,7 +80,7 @@ def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: i
         sampler_obj.reseed_rng()  # joiners (workers, resumes) must not replay the creator's random draws
         created = False
     except Exception as exc:  # noqa: BLE001 - a database that answers badly
-        raise StorageError(f"cannot create study {study_name!r} in {redact(storage_url)}: {redact(str(exc).splitlines()[0], storage_url)}") from None
+        raise StorageError(f"cannot create study {study_name!r} in {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if len(study.directions) != len(directions):
         raise StorageError(f"study {study_name!r} has {len(study.directions)} objectives but the space asks for {len(directions)} ({', '.join(metric_names(space))}); use another --study")
     if created:
@@ -116,7 +116,7 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     except Exception as exc:  # noqa: BLE001
-        raise StorageError(f"cannot read studies from {redact(storage_url)}: {redact(str(exc).splitlines()[0], storage_url)}") from None
+        raise StorageError(f"cannot read studies from {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if study_name is None:
         if len(names) != 1:
             raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pick one with --study")

@@ -31,6 +31,12 @@ def redact(text: str, url: str | None = None) -> str:
     return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
 
 
+def error_line(exc: BaseException, url: str) -> str:
+    """First line of a database error (SQLAlchemy's run to many), password hidden."""
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else type(exc).__name__, url)
+
+
 def is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(".journal")
 
@@ -55,7 +61,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
         try:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         except Exception as exc:  # noqa: BLE001 - surfaced as one line
-            raise StorageError(f"cannot open journal storage {path}: {redact(str(exc), url)}") from None
+            raise StorageError(f"cannot open journal storage {path}: {error_line(exc, url)}") from None
     scheme = urlsplit(url).scheme
     if not scheme or "://" not in url:
         raise StorageError(f"storage URL {redact(url)!r} is not a URL: use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
@@ -83,8 +89,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
             if attempt + 1 < SCHEMA_ATTEMPTS and _schema_race(exc):
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"cannot open storage {redact(url)}: {redact(first, url)}") from None
+            raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
 
 
 def _schema_race(exc: Exception) -> bool:
