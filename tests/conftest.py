@@ -69,5 +69,6 @@ def tiny_space(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def cli_env(mnist_dir: Path, classifier_cache: Path, mnist_classifier) -> dict:
-    """Environment for gas-nas subprocesses: the real MNIST and the session's trained classifier."""
-    return {**os.environ, "GAS_NAS_DATA": str(mnist_dir), "GAS_NAS_CACHE": str(classifier_cache)}
+    """Environment for gas-nas subprocesses: the real MNIST, the session's trained classifier, and
+    one torch thread each (tiny batches on two shared cores only lose from OpenMP's barriers)."""
+    return {**os.environ, "GAS_NAS_DATA": str(mnist_dir), "GAS_NAS_CACHE": str(classifier_cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

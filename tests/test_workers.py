@@ -32,11 +32,6 @@ CASES = 6
 WORKER_TIMEOUT = 300
 
 
-def _env(cli_env: dict) -> dict:
-    # Two cores shared by several workers: one torch thread each avoids oversubscription.
-    return {**cli_env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def _search(tmp_path: Path, space: Path, storage: str, study: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "gas_nas.cli", "search", "--space", str(space), "--storage", storage, "--study", study,
             "--artifacts", str(tmp_path / "artifacts"), "--seed", "0", "--device", "cpu", "--quiet", *extra]
@@ -113,7 +108,7 @@ def test_three_workers_share_a_study_and_retry_a_killed_trial(tmp_path, cli_env)
     until = 8
     space = write_tiny_space(tmp_path / "tiny.yaml", search=HEARTBEAT)
     study = f"workers-{uuid.uuid4().hex[:10]}"
-    env = _env(cli_env)
+    env = cli_env
     cmd = _search(tmp_path, space, PG_URL, study, "--until", str(until))
     _storage(PG_URL)
 
@@ -198,7 +193,7 @@ def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env):
     the grace period, re-queues it, keeps the completed trials and goes on."""
     space = write_tiny_space(tmp_path / "tiny.yaml", search={"heartbeat_interval": 1, "grace_period": 2, "max_retries": 2})
     url = f"sqlite:///{tmp_path / 'studies' / 'gas.db'}"
-    env = _env(cli_env)
+    env = cli_env
     cmd = _search(tmp_path, space, url, "gas", "--trials", "3")
     (tmp_path / "studies").mkdir()
     _storage(url)
@@ -227,7 +222,7 @@ def test_jobs_runs_workers_on_a_journal_storage(tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     journal = tmp_path / "studies" / "gas.journal"
     cmd = _search(tmp_path, space, f"journal:{journal}", "jobs", "--jobs", "2", "--trials", "4")
-    run = subprocess.run(cmd, env=_env(cli_env), cwd=tmp_path, capture_output=True, text=True, timeout=WORKER_TIMEOUT)
+    run = subprocess.run(cmd, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=WORKER_TIMEOUT)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stderr
 
