@@ -31,7 +31,7 @@ def param_mb(module: nn.Module) -> float:
 def _as_history(values: Sequence[float] | Tensor) -> Tensor:
     if isinstance(values, Tensor):
         return values.detach().to("cpu", torch.float64).flatten()
-    return torch.as_tensor([float(v) for v in values], dtype=torch.float64)
+    return torch.as_tensor([float(v) for v in values], dtype=torch.float64, device="cpu")
 
 
 def last_quarter_mean(values: Sequence[float] | Tensor) -> float:
@@ -118,7 +118,8 @@ def sample_quality(
     if not bool(torch.isfinite(fake).all()):
         return SampleQuality(fid=float("inf"), classes=0, entropy=0.0, histogram=[0] * N_CLASSES)
     device = _device_of(classifier)
-    fid = FrechetInceptionDistance(feature=_Precomputed(int(classifier.num_features)), reset_real_features=True)
+    with torch.device(device):  # torchmetrics creates its states on the default device
+        fid = FrechetInceptionDistance(feature=_Precomputed(int(classifier.num_features)), reset_real_features=True)
     fid = fid.to(device)
     histogram = torch.zeros(N_CLASSES, dtype=torch.int64, device=device)
     for start in range(0, real.shape[0], batch_size):

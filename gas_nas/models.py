@@ -63,23 +63,103 @@ def feature_side(depth: int) -> int:
     return side
 
 
+FC_CHANNELS, FC_SIDE = 128, 7  # the generator's first layer: z -> (128, 7, 7)
+FC_FEATURES = FC_CHANNELS * FC_SIDE * FC_SIDE
+
+
+def _generator_body(k: int) -> nn.Sequential:
+    """The GAS generator's convolutional body for `k` trials laid along the channel axis.
+
+    k = 1 is the plain generator. For k > 1 every conv is grouped (groups=k), so trial i only
+    ever sees its own channels [i*C, (i+1)*C); BatchNorm is per channel, hence per trial; and
+    PixelShuffle maps channels 4c..4c+3 to channel c, so each trial's 4C channels stay its own C.
+    """
+    return nn.Sequential(
+        nn.Conv2d(k * 128, k * 4 * 64, 5, padding=2, bias=False, groups=k), nn.BatchNorm2d(k * 4 * 64), nn.ReLU(),
+        nn.PixelShuffle(2),  # depth-to-space: (B, 256k, 7, 7) -> (B, 64k, 14, 14)
+        nn.Conv2d(k * 64, k * 4 * 32, 5, padding=2, bias=False, groups=k), nn.BatchNorm2d(k * 4 * 32), nn.ReLU(),
+        nn.PixelShuffle(2),  # (B, 128k, 14, 14) -> (B, 32k, 28, 28)
+        nn.Conv2d(k * 32, k, 5, padding=2, groups=k), nn.Tanh(),
+    )
+
+
 class Generator(nn.Module):
     """The GAS (LSGAN-MNIST) generator, the same for every trial: z -> (B, 1, 28, 28) in [-1, 1]."""
 
     def __init__(self, z_dim: int = 100):
         super().__init__()
         self.z_dim = z_dim
-        self.fc = nn.Sequential(nn.Linear(z_dim, 7 * 7 * 128, bias=False), nn.BatchNorm1d(7 * 7 * 128), nn.ReLU())
-        self.body = nn.Sequential(
-            nn.Conv2d(128, 4 * 64, 5, padding=2, bias=False), nn.BatchNorm2d(4 * 64), nn.ReLU(),
-            nn.PixelShuffle(2),  # depth-to-space: (B, 256, 7, 7) -> (B, 64, 14, 14)
-            nn.Conv2d(64, 4 * 32, 5, padding=2, bias=False), nn.BatchNorm2d(4 * 32), nn.ReLU(),
-            nn.PixelShuffle(2),  # (B, 128, 14, 14) -> (B, 32, 28, 28)
-            nn.Conv2d(32, 1, 5, padding=2), nn.Tanh(),
-        )
+        self.fc = nn.Sequential(nn.Linear(z_dim, FC_FEATURES, bias=False), nn.BatchNorm1d(FC_FEATURES), nn.ReLU())
+        self.body = _generator_body(1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.fc(z).view(-1, 128, 7, 7))  # (B, 1, 28, 28)
+        return self.body(self.fc(z).view(-1, FC_CHANNELS, FC_SIDE, FC_SIDE))  # (B, 1, 28, 28)
+
+
+class FusedGenerator(nn.Module):
+    """K GAS generators as one module (HFTA-style fusion): (K, B, z) noise -> (K, B, 1, 28, 28).
+
+    Every trial trains the same generator architecture, so K of them run as one module with K
+    times fuller kernels: the first linear layer is a batched matmul (one weight per trial),
+    the rest is `_generator_body(K)` with trials along the channel axis. Trial i computes
+    exactly what its own `Generator` would; `from_generators` and `generator(i)` convert.
+    """
+
+    def __init__(self, k: int, z_dim: int = 100):
+        super().__init__()
+        self.k, self.z_dim = k, z_dim
+        self.fc_weight = nn.Parameter(torch.empty(k, z_dim, FC_FEATURES))  # trial i: its Linear weight, transposed
+        self.fc_norm = nn.BatchNorm1d(k * FC_FEATURES)
+        self.body = _generator_body(k)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        k, batch = z.shape[:2]
+        h = torch.bmm(z, self.fc_weight)  # (K, B, F)
+        h = torch.relu(self.fc_norm(h.transpose(0, 1).reshape(batch, k * FC_FEATURES)))  # (B, K*F)
+        x = self.body(h.view(batch, k * FC_CHANNELS, FC_SIDE, FC_SIDE))  # (B, K, 28, 28)
+        return x.transpose(0, 1).unsqueeze(2)  # (K, B, 1, 28, 28)
+
+    @classmethod
+    def from_generators(cls, generators: list[Generator]) -> FusedGenerator:
+        """Fuse K generators' weights and BatchNorm statistics, on their device."""
+        first = generators[0]
+        device = first.fc[0].weight.device
+        with torch.device(device):
+            fused = cls(len(generators), first.z_dim)
+        with torch.no_grad():
+            fused.fc_weight.copy_(torch.stack([g.fc[0].weight.t() for g in generators]))
+            _fuse_state(fused.fc_norm, [g.fc[1] for g in generators])
+            _fuse_state(fused.body, [g.body for g in generators])
+        return fused
+
+    def generator(self, i: int) -> Generator:
+        """Trial i's own `Generator` (a copy, same device), e.g. to sample or save it alone."""
+        device = self.fc_weight.device
+        with torch.device(device):
+            out = Generator(self.z_dim)
+        with torch.no_grad():
+            out.fc[0].weight.copy_(self.fc_weight[i].t())
+            _split_state(self.fc_norm, out.fc[1], i, self.k)
+            _split_state(self.body, out.body, i, self.k)
+        return out.train(self.training)
+
+
+def _fuse_state(fused: nn.Module, parts: list[nn.Module]) -> None:
+    """Copy per-trial parameters and buffers into `fused`, concatenated trial-major on dim 0.
+
+    BatchNorm's step counter (`num_batches_tracked`) is one shared scalar, the same for all.
+    """
+    sources = [p.state_dict(keep_vars=True) for p in parts]
+    for name, target in fused.state_dict(keep_vars=True).items():
+        shared = name.endswith("num_batches_tracked")
+        target.copy_(sources[0][name] if shared else torch.cat([s[name] for s in sources]))
+
+
+def _split_state(fused: nn.Module, part: nn.Module, index: int, k: int) -> None:
+    """The inverse of `_fuse_state` for one trial: copy its slice of `fused` into `part`."""
+    source = fused.state_dict(keep_vars=True)
+    for name, target in part.state_dict(keep_vars=True).items():
+        target.copy_(source[name] if name.endswith("num_batches_tracked") else source[name].chunk(k)[index])
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -94,18 +174,20 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02) -> Discriminator:
-    """Build, initialise and (for norm=spectral) spectrally normalise every conv and linear."""
-    model = Discriminator(spec)
-    init_weights(model, init_std)
-    if spec.norm == "spectral":
-        for m in list(model.modules()):
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.utils.parametrizations.spectral_norm(m)
+def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02, device: torch.device | str = "cpu") -> Discriminator:
+    """Build on `device`, initialise and (for norm=spectral) spectrally normalise every conv and linear."""
+    with torch.device(device):  # every parameter and buffer is created on `device`, never the default one
+        model = Discriminator(spec)
+        init_weights(model, init_std)
+        if spec.norm == "spectral":
+            for m in list(model.modules()):
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
     return model
 
 
-def build_generator(z_dim: int = 100, init_std: float = 0.02) -> Generator:
-    model = Generator(z_dim)
-    init_weights(model, init_std)
+def build_generator(z_dim: int = 100, init_std: float = 0.02, device: torch.device | str = "cpu") -> Generator:
+    with torch.device(device):
+        model = Generator(z_dim)
+        init_weights(model, init_std)
     return model

@@ -92,6 +92,8 @@ class TrainConfig:
     init_std: float = 0.02
     log_every: int = 50
     divergence_loss: float = 1e4
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward passes under autocast, losses in fp32
+    channels_last: bool = False  # NHWC memory layout for the convolutions (a speed option on CUDA)
 
     def __post_init__(self) -> None:
         _check_types(self, "train")

@@ -1,9 +1,11 @@
-"""One LSGAN trial: train the GAS generator against a spec's discriminator, then measure it.
+"""LSGAN trials: train the GAS generator against spec discriminators, then measure them.
 
-`run_trial(spec, train, quality, ...)` is all a caller needs; it has no flags, no globals and
-never raises for a run that goes bad: divergence ends the trial early with a reason.
-Speed: MNIST sits on the training device, batches are drawn there, and losses are summed on
-the device and read once per log interval, so the loop has no host sync between logs.
+`run_cohort(specs, seeds, ...)` trains K trials as one (a fused generator, K discriminators,
+one backward per step) and `run_trial` is its cohort of one. Neither has flags or globals,
+and neither raises for a run that goes bad: divergence ends a trial early with a reason.
+Speed: MNIST sits on the training device, batches are drawn there, losses are summed on the
+device and read once per log interval (no host sync in between), K trials share every
+generator kernel, and on CUDA the whole iteration replays as one CUDA graph.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 
 from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
-from gas_nas.models import build_discriminator, build_generator
+from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -43,9 +45,10 @@ class TrialMetrics:
     entropy: float
     class_histogram: list[int]
     classifier_accuracy: float
-    seconds: float
+    seconds: float  # this trial's share of its cohort's wall time
     device: str
     seed: int
+    cohort: int = 1  # trials trained together with it (itself included)
     peak_mb: float | None = None
     log_steps: list[int] = field(default_factory=list)
     d_losses: list[float] = field(default_factory=list)
@@ -86,22 +89,171 @@ class TrialOutcome:
     grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
 
 
-def make_optimizer(params, train: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """RMSprop (GAS) or Adam (DCGAN); foreach kernels on CUDA, one fused launch per param group."""
+class Interrupted(Exception):
+    """Training was asked to stop (Ctrl-C, SIGTERM) between two iterations."""
+
+
+def make_optimizer(params, train: TrainConfig, device: torch.device, *, capturable: bool = False) -> torch.optim.Optimizer:
+    """RMSprop (GAS) or Adam (DCGAN); foreach kernels on CUDA. Both are elementwise, so one
+    optimiser over a cohort's fused parameters equals one optimiser per trial.
+    `capturable` keeps the step count on the device, as CUDA-graph capture needs."""
     foreach = device.type == "cuda"
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), foreach=foreach)
-    return torch.optim.RMSprop(params, lr=train.lr, foreach=foreach)
+        return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), foreach=foreach, capturable=capturable)
+    return torch.optim.RMSprop(params, lr=train.lr, foreach=foreach, capturable=capturable)
 
 
 def d_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN discriminator loss, targets real 1 / fake 0 (mean over the batch)."""
-    return 0.5 * ((d_real - 1).square().mean() + d_fake.square().mean())
+    return 0.5 * ((d_real.float() - 1).square().mean() + d_fake.float().square().mean())
 
 
 def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN generator loss, target 1."""
-    return 0.5 * (d_fake - 1).square().mean()
+    return 0.5 * (d_fake.float() - 1).square().mean()
+
+
+@dataclass
+class TrialHistory:
+    """One trial's training log: interval-mean losses and how training ended."""
+
+    log_steps: list[int] = field(default_factory=list)
+    d_losses: list[float] = field(default_factory=list)
+    g_losses: list[float] = field(default_factory=list)
+    status: str = "complete"
+    reason: str = ""
+    iterations: int = 0
+
+
+class Cohort:
+    """K trials trained as one: a fused generator, K discriminators, one optimiser per side.
+
+    Trial i's initial weights come from `torch.manual_seed(seeds[i])` alone and its real-batch
+    indices and noise from its own `torch.Generator`, so its numbers do not depend on the
+    cohort it runs in. Losses are summed over trials for one backward per step; gradients do
+    not cross trials (grouped convs, per-trial BatchNorm, separate discriminators).
+    Every tensor is created on `real.device` explicitly. `step()` is one whole iteration on
+    static buffers (what a CUDA graph captures); `draw()` refills those buffers.
+    """
+
+    def __init__(self, specs: list[DiscriminatorSpec], seeds: list[int], train: TrainConfig, real: torch.Tensor, *, capturable: bool = False):
+        device = self.device = real.device
+        self.train, self.real, self.k = train, real, len(specs)
+        gens, self.discriminators = [], []
+        for spec, seed in zip(specs, seeds):
+            torch.manual_seed(seed)
+            gens.append(build_generator(train.z_dim, train.init_std, device=device))
+            self.discriminators.append(build_discriminator(spec, train.init_std, device=device))
+        self.G = FusedGenerator.from_generators(gens)
+        if train.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            for D in self.discriminators:
+                D.to(memory_format=torch.channels_last)
+        self.g_params = list(self.G.parameters())
+        self.d_params = [list(D.parameters()) for D in self.discriminators]
+        self.opt_g = make_optimizer(self.g_params, train, device, capturable=capturable)
+        self.opt_d = make_optimizer([p for ps in self.d_params for p in ps], train, device, capturable=capturable)
+        self.rngs = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        steps, batch = train.d_steps + train.g_steps, train.batch_size
+        self.index = torch.zeros(self.k, train.d_steps, batch, dtype=torch.int64, device=device)
+        self.noise = torch.zeros(self.k, steps, batch, train.z_dim, device=device)
+        self.sums = torch.zeros(self.k, 2, device=device)  # per trial: D and G loss summed over the log interval
+
+    def draw(self) -> None:
+        """This iteration's real-batch indices and noise, from each trial's own generator."""
+        n = self.real.shape[0]
+        for i, rng in enumerate(self.rngs):
+            torch.randint(0, n, self.index[i].shape, generator=rng, device=self.device, out=self.index[i])
+            self.noise[i].normal_(generator=rng)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train.precision == "bf16")
+
+    def step(self) -> None:
+        """One iteration for every trial: d_steps D updates, then g_steps G updates."""
+        train, Ds = self.train, self.discriminators
+        for s in range(train.d_steps):
+            # ---- discriminator: real -> 1, fake -> 0
+            x = self.real[self.index[:, s]]  # (K, B, 1, 28, 28)
+            with torch.no_grad(), self._autocast():
+                fake = self.G(self.noise[:, s])
+            with self._autocast():
+                d_losses = torch.stack([d_loss_fn(D(x[i]), D(fake[i])) for i, D in enumerate(Ds)])
+            self.opt_d.zero_grad(set_to_none=False)
+            d_losses.sum().backward()
+            self.opt_d.step()
+        for s in range(train.d_steps, train.d_steps + train.g_steps):
+            # ---- generator: D(G(z)) -> 1; gradients flow through each D but only G's are kept
+            with self._autocast():
+                fake = self.G(self.noise[:, s])
+                g_losses = torch.stack([g_loss_fn(D(fake[i])) for i, D in enumerate(Ds)])
+            self.opt_g.zero_grad(set_to_none=False)
+            g_losses.sum().backward(inputs=self.g_params)
+            self.opt_g.step()
+        self.sums += torch.stack([d_losses.detach(), g_losses.detach()], dim=1)
+
+    def read_interval(self, span: int) -> tuple[list[float], list[float], list[float]]:
+        """Per-trial interval-mean D and G losses and largest |weight|: the one host sync per log."""
+        k = self.k
+        g_max = torch.stack([p.detach().reshape(k, -1).abs().amax(dim=1) for p in self.g_params]).amax(dim=0)
+        d_max = torch.stack([torch.stack([p.detach().abs().amax() for p in ps]).amax() for ps in self.d_params])
+        table = torch.cat([self.sums / span, torch.maximum(g_max, d_max).unsqueeze(1)], dim=1).tolist()
+        self.sums.zero_()
+        return [r[0] for r in table], [r[1] for r in table], [r[2] for r in table]
+
+    def generator(self, i: int) -> nn.Module:
+        return self.G.generator(i)
+
+
+def train_cohort(
+    specs: list[DiscriminatorSpec],
+    seeds: list[int],
+    train: TrainConfig,
+    real: torch.Tensor,
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cuda_graph: bool = True,
+) -> tuple[Cohort, list[TrialHistory]]:
+    """Train len(specs) trials together on `real` (N, 1, 28, 28) on its device.
+
+    A trial that diverges stops being logged (its reason recorded) while the others go on; its
+    weights keep changing but never reach another trial's. On CUDA the iteration is captured
+    as one CUDA graph (`gas_nas.graphs`) unless `cuda_graph` is False or capture fails.
+    Raises `Interrupted` when `should_stop()` turns true.
+    """
+    from gas_nas.graphs import make_runner
+
+    use_graph = cuda_graph and real.device.type == "cuda"
+    cohort = Cohort(specs, seeds, train, real, capturable=use_graph)
+    run = make_runner(cohort, use_graph)
+    hists = [TrialHistory() for _ in specs]
+    live = set(range(cohort.k))
+    last_log = 0
+    for it in range(1, train.iterations + 1):
+        if should_stop is not None and should_stop():
+            raise Interrupted
+        cohort.draw()
+        run()
+        if it % train.log_every and it != train.iterations:
+            continue
+        d_means, g_means, w_max = cohort.read_interval(it - last_log)
+        last_log = it
+        for i in sorted(live):
+            h = hists[i]
+            h.log_steps.append(it)
+            h.d_losses.append(d_means[i])
+            h.g_losses.append(g_means[i])
+            h.iterations = it
+            reason = _divergence(d_means[i], g_means[i], w_max[i], train.divergence_loss)
+            if reason:
+                h.status, h.reason = "diverged", f"{reason} at iteration {it}"
+                live.discard(i)
+        if progress is not None:
+            progress(it, train.iterations)
+        if not live:
+            break
+    return cohort, hists
 
 
 def train_gan(
@@ -112,60 +264,9 @@ def train_gan(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> tuple[nn.Module, nn.Module, dict]:
-    """Train G and D on `real` (N, 1, 28, 28) images on their device. Returns (G, D, history).
-
-    history: log_steps, d_losses, g_losses (interval means), status and reason.
-    """
-    device = real.device
-    torch.manual_seed(seed)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    G = build_generator(train.z_dim, train.init_std).to(device)
-    D = build_discriminator(spec, train.init_std).to(device)
-    opt_g = make_optimizer(G.parameters(), train, device)
-    opt_d = make_optimizer(D.parameters(), train, device)
-    g_params = list(G.parameters())
-    all_params = g_params + list(D.parameters())
-    n, batch = real.shape[0], train.batch_size
-
-    def noise() -> torch.Tensor:
-        return torch.randn(batch, train.z_dim, device=device, generator=gen)
-
-    sums = torch.zeros(2, device=device)  # running D and G loss over the current interval
-    steps, d_hist, g_hist = [], [], []
-    status, reason, done = "complete", "", 0
-    for it in range(1, train.iterations + 1):
-        # ---- discriminator: real -> 1, fake -> 0
-        for _ in range(train.d_steps):
-            x = real[torch.randint(0, n, (batch,), device=device, generator=gen)]
-            with torch.no_grad():
-                fake = G(noise())
-            d_loss = d_loss_fn(D(x), D(fake))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        # ---- generator: D(G(z)) -> 1; gradients flow through D but only G's are kept
-        for _ in range(train.g_steps):
-            g_loss = g_loss_fn(D(G(noise())))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward(inputs=g_params)
-            opt_g.step()
-        sums += torch.stack([d_loss.detach(), g_loss.detach()])
-        done = it
-        if it % train.log_every == 0 or it == train.iterations:
-            span = it - (steps[-1] if steps else 0)
-            weights = torch.stack([p.detach().abs().amax() for p in all_params]).amax()
-            d_mean, g_mean, w_max = torch.cat([sums / span, weights.reshape(1)]).tolist()  # the one host sync per interval
-            sums.zero_()
-            steps.append(it)
-            d_hist.append(d_mean)
-            g_hist.append(g_mean)
-            if progress is not None:
-                progress(it, train.iterations)
-            reason = _divergence(d_mean, g_mean, w_max, train.divergence_loss)
-            if reason:
-                status, reason = "diverged", f"{reason} at iteration {it}"
-                break
-    return G, D, {"log_steps": steps, "d_losses": d_hist, "g_losses": g_hist, "status": status, "reason": reason, "iterations": done}
+    """One trial alone (a cohort of one). Returns (G, D, history as a dict)."""
+    cohort, (hist,) = train_cohort([spec], [seed], train, real, progress=progress)
+    return cohort.generator(0), cohort.discriminators[0], dataclasses.asdict(hist)
 
 
 def _divergence(d_loss: float, g_loss: float, weight_max: float, limit: float) -> str:
@@ -188,6 +289,71 @@ def generate(G: nn.Module, n: int, z_dim: int, device: torch.device, seed: int, 
     return torch.cat(out)
 
 
+def run_cohort(
+    specs: list[DiscriminatorSpec],
+    seeds: list[int],
+    train: TrainConfig,
+    quality: QualityConfig,
+    *,
+    real: torch.Tensor,
+    held_out: torch.Tensor,
+    classifier: nn.Module,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cuda_graph: bool = True,
+) -> list[TrialOutcome]:
+    """Train a cohort, then measure each trial's size, balance and sample quality.
+
+    `held_out` is never trained on. A trial's `seconds` is the cohort's wall time divided by
+    its size (what the trial cost); `peak_mb` (CUDA) is the cohort's peak for a cohort of one
+    only, since trials share the device's memory.
+    """
+    device = real.device
+    start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" and len(specs) == 1 else None
+    measured = []
+    for i, (spec, seed, hist) in enumerate(zip(specs, seeds, hists)):
+        if should_stop is not None and should_stop():
+            raise Interrupted
+        G, D = cohort.generator(i), cohort.discriminators[i]
+        fake = generate(G, quality.n_samples, train.z_dim, device, seed + 1)
+        pick = torch.randperm(held_out.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed), device="cpu")[: quality.n_samples]
+        q = sample_quality(classifier, fake, held_out[pick.to(held_out.device)])
+        grid = generate(G, GRID_SAMPLES, train.z_dim, device, seed=12345).cpu()
+        measured.append((G, D, hist, q, grid))
+    seconds = (time.perf_counter() - start) / len(specs)
+    outcomes = []
+    for spec, seed, (G, D, hist, q, grid) in zip(specs, seeds, measured):
+        metrics = TrialMetrics(
+            status=hist.status,
+            reason=hist.reason,
+            iterations=hist.iterations,
+            d_params=param_count(D),
+            d_param_mb=param_mb(D),
+            imbalance=imbalance_of(hist.d_losses, hist.g_losses),
+            d_loss=last_quarter_mean(hist.d_losses),
+            g_loss=last_quarter_mean(hist.g_losses),
+            fid=float(q.fid),
+            classes=int(q.classes),
+            entropy=float(q.entropy),
+            class_histogram=[int(c) for c in q.histogram],
+            classifier_accuracy=float(getattr(classifier, "test_accuracy", float("nan"))),
+            seconds=seconds,
+            device=str(device),
+            seed=seed,
+            cohort=len(specs),
+            peak_mb=peak,
+            log_steps=hist.log_steps,
+            d_losses=hist.d_losses,
+            g_losses=hist.g_losses,
+        )
+        outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid))
+    return outcomes
+
+
 def run_trial(
     spec: DiscriminatorSpec,
     train: TrainConfig,
@@ -199,40 +365,8 @@ def run_trial(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> TrialOutcome:
-    """Train, then measure size, balance and sample quality. `held_out` is never trained on."""
-    device = real.device
-    start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    G, D, hist = train_gan(spec, train, real, seed=seed, progress=progress)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    fake = generate(G, quality.n_samples, train.z_dim, device, seed + 1)
-    pick = torch.randperm(held_out.shape[0], generator=torch.Generator().manual_seed(seed))[: quality.n_samples]
-    q = sample_quality(classifier, fake, held_out[pick.to(held_out.device)])
-    grid = generate(G, GRID_SAMPLES, train.z_dim, device, seed=12345).cpu()
-    metrics = TrialMetrics(
-        status=hist["status"],
-        reason=hist["reason"],
-        iterations=hist["iterations"],
-        d_params=param_count(D),
-        d_param_mb=param_mb(D),
-        imbalance=imbalance_of(hist["d_losses"], hist["g_losses"]),
-        d_loss=last_quarter_mean(hist["d_losses"]),
-        g_loss=last_quarter_mean(hist["g_losses"]),
-        fid=float(q.fid),
-        classes=int(q.classes),
-        entropy=float(q.entropy),
-        class_histogram=[int(c) for c in q.histogram],
-        classifier_accuracy=float(getattr(classifier, "test_accuracy", float("nan"))),
-        seconds=time.perf_counter() - start,
-        device=str(device),
-        seed=seed,
-        peak_mb=peak,
-        log_steps=hist["log_steps"],
-        d_losses=hist["d_losses"],
-        g_losses=hist["g_losses"],
-    )
-    return TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid)
+    """One trial alone: `run_cohort` with a cohort of one."""
+    return run_cohort([spec], [seed], train, quality, real=real, held_out=held_out, classifier=classifier, progress=progress)[0]
 
 
 def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: torch.device) -> float:
@@ -241,5 +375,5 @@ def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: to
     torch.cuda.reset_peak_memory_stats(device)
     real = torch.rand(train.batch_size * 4, 1, 28, 28, device=device) * 2 - 1
     one = dataclasses.replace(train, iterations=1, log_every=1)
-    train_gan(spec, one, real)
+    train_cohort([spec], [0], one, real, cuda_graph=False)
     return torch.cuda.max_memory_allocated(device) / 2**20
