@@ -10,7 +10,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -108,6 +110,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def cohort_size(text: str):
+    """`--cohort`: `auto` or an integer in 1..MAX_COHORT."""
+    from gas_nas.spec import MAX_COHORT
+
+    if text == "auto":
+        return text
+    value = positive_int(text)
+    if value > MAX_COHORT:
+        raise argparse.ArgumentTypeError(f"expected auto or 1..{MAX_COHORT}, got {value}")
+    return value
+
+
 def _device(name: str):
     import torch
 
@@ -188,15 +202,18 @@ class Search(Command):
         _add_study(parser)
         _add_training(parser)
         parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
+        parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")
         parser.add_argument("--quiet", action="store_true", help="plain output: failures and the final front only")
 
     def run(self, args, console):
         import optuna
 
         from gas_nas.progress import SearchProgress
-        from gas_nas.search import SearchOptions, load_resources, open_study, run_search
+        from gas_nas.interrupt import StopRequest
+        from gas_nas.search import Interrupted, SearchOptions, load_resources, open_study, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
+        from gas_nas.train import auto_cohort
 
         space = load_space(args.space)
         space = dataclasses.replace(space, train=_budget(space.train, args))
@@ -206,26 +223,31 @@ class Search(Command):
         if args.jobs > 1 and storage.startswith("sqlite"):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         device = _device(args.device)
+        setting = args.cohort or space.search.cohort
+        cohort = auto_cohort(device, space.train) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
         before = len(study.trials)
         resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
-            console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
+            console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
+            stop = StopRequest()
             opts = SearchOptions(
-                seed=args.seed, artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
-                on_trial_start=progress.on_trial_start, callbacks=[progress],
+                seed=args.seed, artifacts=args.artifacts or DEFAULT_ARTIFACTS, cohort=cohort, on_iteration=progress.on_iteration,
+                on_trial_start=progress.on_trial_start, should_stop=stop, callbacks=[progress],
             )
             workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []
             try:
-                run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
-            except KeyboardInterrupt:
+                with stop:
+                    run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
+            except (Interrupted, KeyboardInterrupt):
                 for w in workers:
                     w.wait()
-                print(f"gas-nas: interrupted; the running trial is marked FAIL. Resume with: {resume}", file=sys.stderr)
-                return 130
+                why = stop.name or "SIGINT"
+                print(f"gas-nas: stopped by {why}; the running trials are marked FAIL (interrupted) and paper cases queued again. Resume with: {resume}", file=sys.stderr)
+                return stop.exit_code
         failed = [w.args for w in workers if w.wait() != 0]
         _print_front(console, study, quiet=args.quiet)
         if failed:
@@ -241,7 +263,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
     cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
     for flag, value in (("--space", args.space), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
-                        ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts)):
+                        ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
         if value is not None:
             cmd += [flag, str(value)]
     env = {**os.environ, "GAS_NAS_STORAGE": storage}  # not in argv, where `ps` would show a password
@@ -372,9 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM outside a running search (a search turns it into a clean stop of its cohort)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         return args._command.run(args, console)
     except GasNasError as exc:
@@ -383,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gas-nas: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("gas-nas: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.errors import GasNasError, StorageError
+from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
 from gas_nas.storage import DEFAULT_ARTIFACTS, error_line, open_storage, redact
@@ -27,18 +29,20 @@ SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqu
 SEED_WAIT_S = 60.0
 
 
-class TrialFailed(Exception):
-    """A trial that went wrong (divergence, OOM, unbuildable spec): recorded as FAIL, search goes on."""
-
-
 @dataclass
 class SearchOptions:
-    """How this process runs its trials (the study itself comes from `open_study`)."""
+    """How this process runs its trials (the study itself comes from `open_study`).
+
+    `callbacks` are called as `callback(study, frozen_trial)` after each trial is told.
+    """
 
     seed: int = 0
     artifacts: str = DEFAULT_ARTIFACTS
+    cohort: int = 1
+    cuda_graph: bool = True
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
+    should_stop: Callable[[], bool] | None = None
     callbacks: list = field(default_factory=list)
 
 
@@ -94,10 +98,10 @@ def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: i
 
 
 def _enqueue_cases(study: optuna.Study, space: SearchSpace) -> None:
-    have = {t.user_attrs.get("case") for t in study.get_trials(deepcopy=False)}
+    have = {TrialRecord.of(t).case for t in study.get_trials(deepcopy=False)}
     for case in space.cases:
         if case.name not in have:
-            study.enqueue_trial(sampled_params(space, case.spec), user_attrs={"case": case.name, "paper_mb": case.paper_mb})
+            study.enqueue_trial(sampled_params(space, case.spec), user_attrs=TrialRecord(case=case.name, paper_mb=case.paper_mb).case_attrs())
     study.set_user_attr(SEEDED_ATTR, [c.name for c in space.cases])
 
 
@@ -129,70 +133,8 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
 # ---------------------------------------------------------------- running trials
 
 
-class Objective:
-    """Optuna objective: sample a spec, train it, record metrics, constraints and PNG artifacts."""
-
-    def __init__(self, space: SearchSpace, opts: SearchOptions, resources: Any):
-        self.space, self.opts, self.res = space, opts, resources
-        from optuna.artifacts import FileSystemArtifactStore
-
-        Path(opts.artifacts).mkdir(parents=True, exist_ok=True)
-        self.store = FileSystemArtifactStore(opts.artifacts)
-
-    def __call__(self, trial: optuna.Trial) -> list[float]:
-        from gas_nas.report import save_trial
-        from gas_nas.train import run_trial
-
-        case = trial.user_attrs.get("case")
-        if self.opts.on_trial_start:
-            self.opts.on_trial_start(trial.number, case or "")
-        try:
-            spec = sample(trial, self.space)
-        except GasNasError as exc:
-            raise self._fail(trial, f"spec cannot be built: {exc}") from None
-        trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr("train", self.space.train.to_dict())
-        try:
-            outcome = run_trial(
-                spec, self.space.train, self.space.quality,
-                real=self.res.real, held_out=self.res.held_out, classifier=self.res.classifier,
-                seed=self.opts.seed + trial.number, progress=self.opts.on_iteration,
-            )
-        except torch.cuda.OutOfMemoryError:
-            raise self._fail(trial, "CUDA out of memory") from None
-        except RuntimeError as exc:
-            raise self._fail(trial, f"training failed: {str(exc).splitlines()[0]}") from None
-        m = outcome.metrics
-        for key, value in m.to_dict().items():
-            trial.set_user_attr(key, _jsonable(value))
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = save_trial(outcome, tmp, spec, self.space.train, title=f"trial {trial.number}" + (f" ({case})" if case else ""))
-            for key in ("samples", "losses"):
-                optuna.artifacts.upload_artifact(artifact_store=self.store, file_path=str(paths[key]), study_or_trial=trial)
-        if m.status != "complete":
-            raise self._fail(trial, m.reason)
-        reasons = m.violations(self.space.quality)
-        for name, value in zip(("fid", "classes", "entropy", "finished"), m.constraints(self.space.quality)):
-            trial.set_constraint(name, value)
-        trial.set_user_attr("feasible", not reasons)
-        trial.set_user_attr("infeasible_reason", "; ".join(reasons))
-        size = m.peak_mb if self.space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
-        values = [size, m.imbalance] + ([m.fid] if self.space.search.quality_objective == "fid" else [])
-        if not all(map(math.isfinite, values)):
-            raise self._fail(trial, f"non-finite objective {values}")
-        return values
-
-    @staticmethod
-    def _fail(trial: optuna.Trial, reason: str) -> TrialFailed:
-        trial.set_user_attr("fail_reason", reason)
-        trial.set_user_attr("feasible", False)
-        return TrialFailed(reason)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf/nan; Optuna stores attrs as JSON
-    return value
+class Interrupted(Exception):
+    """The search was asked to stop; the running cohort's trials are FAIL ("interrupted")."""
 
 
 @dataclass
@@ -214,34 +156,167 @@ def load_resources(device: torch.device, data_dir: str | None) -> Resources:
 
 
 def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, resources: Resources, n_trials: int | None, until: int | None = None) -> None:
-    """Run trials in this process: `n_trials` more, or until the study has `until` complete ones."""
-    objective = Objective(space, opts, resources)
-    callbacks = list(opts.callbacks)
-    func: Callable = objective
-    if until is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(until, states=(TrialState.COMPLETE,)))
-        func = _GuardedObjective(objective, until)
-    study.optimize(func, n_trials=n_trials, callbacks=callbacks, catch=(TrialFailed,), gc_after_trial=False)
+    """Ask/tell: take up to `opts.cohort` trials from the study, train them together, tell each.
+
+    Runs `n_trials` more trials, or until the study has `until` complete ones. Enqueued trials
+    (the paper cases) are asked first, so they lead. Raises `Interrupted` when
+    `opts.should_stop()` turns true; the running cohort is then failed and its paper cases re-queued.
+    """
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(opts.artifacts).mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(opts.artifacts)
+    asked = 0
+    while True:
+        size = opts.cohort if n_trials is None else min(opts.cohort, n_trials - asked)
+        if until is not None:
+            size = min(size, until - _complete(study))
+        if size <= 0:
+            return
+        _check_stop(opts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we keep heartbeats ourselves
+            optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
+            trials = [study.ask() for _ in range(size)]
+        asked += size
+        with Heartbeat(study, trials):
+            _run_cohort(study, space, opts, resources, store, trials, until)
 
 
-class _GuardedObjective:
-    """For shared studies: do not start or complete a trial past `until` complete ones."""
+def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
+    from gas_nas.train import Interrupted as TrainingInterrupted
+    from gas_nas.train import run_cohort
 
-    def __init__(self, objective: Objective, until: int):
-        self.objective, self.until = objective, until
+    members = []
+    for trial in trials:
+        record = TrialRecord.of(trial)
+        if opts.on_trial_start:
+            opts.on_trial_start(trial.number, record.case or "")
+        try:
+            spec = sample(trial, space)
+        except GasNasError as exc:
+            _tell_fail(study, trial, f"spec cannot be built: {exc}", opts)
+            continue
+        TrialRecord(spec=spec.to_dict(), train=space.train.to_dict()).write(trial)
+        members.append((trial, spec))
+    if not members:
+        return
+    try:
+        _check_stop(opts)
+        outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members], run_cohort)
+    except (TrainingInterrupted, Interrupted, KeyboardInterrupt):
+        for trial, _ in members:
+            _tell_fail(study, trial, INTERRUPTED, opts)
+            record = TrialRecord.of(trial)
+            if record.case:  # the study must still get every paper case: queue it again
+                study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
+        raise Interrupted from None
+    for (trial, spec), outcome in zip(members, outcomes):
+        if isinstance(outcome, str):
+            _tell_fail(study, trial, outcome, opts)
+        else:
+            _tell_outcome(study, space, opts, store, trial, outcome, until)
 
-    def _full(self, study: optuna.Study) -> bool:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self.until
 
-    def __call__(self, trial: optuna.Trial) -> list[float]:
-        if self._full(trial.study):
-            trial.study.stop()
-            raise optuna.TrialPruned("study already has enough complete trials")
-        values = self.objective(trial)
-        if self._full(trial.study):
-            trial.study.stop()
-            raise optuna.TrialPruned("surplus: another worker completed the last trial first")
-        return values
+def _train(space, opts, resources, specs, seeds, run_cohort) -> list:
+    """Outcomes of a cohort; one that runs out of CUDA memory is split in halves and retried
+    (a lone trial that still does not fit fails with that reason)."""
+    try:
+        return run_cohort(
+            specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,
+            classifier=resources.classifier, progress=opts.on_iteration, should_stop=opts.should_stop, cuda_graph=opts.cuda_graph,
+        )
+    except torch.cuda.OutOfMemoryError:
+        if len(specs) == 1:
+            return ["CUDA out of memory"]
+        torch.cuda.empty_cache()
+        half = len(specs) // 2
+        return _train(space, opts, resources, specs[:half], seeds[:half], run_cohort) + _train(space, opts, resources, specs[half:], seeds[half:], run_cohort)
+    except RuntimeError as exc:
+        return [f"training failed: {error_line(exc, '')}"] * len(specs)
+
+
+def _tell_outcome(study, space, opts, store, trial, outcome, until) -> None:
+    from gas_nas.report import save_trial
+
+    m = outcome.metrics
+    record = TrialRecord.of(trial)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = DiscriminatorSpec.from_dict(record.spec)
+        paths = save_trial(outcome, tmp, spec, space.train, title=f"trial {trial.number}" + (f" ({record.case})" if record.case else ""))
+        for key in ("samples", "losses"):
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(paths[key]), study_or_trial=trial)
+    reasons = m.violations(space.quality)
+    TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons)).write(trial)
+    if m.status != "complete":
+        return _tell_fail(study, trial, m.reason, opts)
+    for name, value in zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality)):
+        trial.set_constraint(name, value)
+    size = m.peak_mb if space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
+    values = [size, m.imbalance] + ([m.fid] if space.search.quality_objective == "fid" else [])
+    if not all(map(math.isfinite, values)):
+        return _tell_fail(study, trial, f"non-finite objective {values}", opts)
+    if until is not None and _complete(study) >= until:
+        _tell(study, trial, opts, state=TrialState.PRUNED)  # another worker completed the last trial first
+        return
+    _tell(study, trial, opts, values=values)
+
+
+def _tell_fail(study, trial, reason: str, opts) -> None:
+    TrialRecord(fail_reason=reason, feasible=False).write(trial)
+    _tell(study, trial, opts, state=TrialState.FAIL)
+
+
+def _tell(study, trial, opts, **kwargs) -> None:
+    frozen = study.tell(trial, **kwargs)
+    for callback in opts.callbacks:
+        callback(study, frozen)
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _check_stop(opts: SearchOptions) -> None:
+    if opts.should_stop is not None and opts.should_stop():
+        raise Interrupted
+
+
+class Heartbeat:
+    """Optuna records heartbeats only inside `study.optimize`; with ask/tell we keep them: one
+    thread records a heartbeat for every trial of the running cohort each interval, so a
+    worker killed mid-cohort leaves RUNNING trials that `fail_stale_trials` fails and retries."""
+
+    def __init__(self, study: optuna.Study, trials: list):
+        storage = study._storage
+        self.storage, self.ids = storage, [t._trial_id for t in trials]
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True) if interval else None
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            self._record()
+
+    def _record(self) -> None:
+        for trial_id in self.ids:
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        if self.thread is not None:
+            self._record()
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
 
 
 # ---------------------------------------------------------------- reading results
@@ -256,17 +331,19 @@ def case_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The completed trial of each paper case (first one, in paper order of enqueueing)."""
     seen: dict[str, FrozenTrial] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("case") and t.user_attrs["case"] not in seen:
-            seen[t.user_attrs["case"]] = t
+        case = TrialRecord.of(t).case
+        if case and case not in seen:
+            seen[case] = t
     return sorted(seen.values(), key=lambda t: t.number)
 
 
 def trial_row(t: FrozenTrial, names: list[str], front_numbers: set[int]) -> dict:
-    a = t.user_attrs
-    row = {"trial": t.number, "case": a.get("case"), "state": t.state.name, "on_front": t.number in front_numbers}
+    r = TrialRecord.of(t)
+    m = r.metrics
+    row = {"trial": t.number, "case": r.case, "state": t.state.name, "on_front": t.number in front_numbers}
     row.update({n: v for n, v in zip(names, t.values or [])})
-    row.update({k: a.get(k) for k in ("fid", "classes", "entropy", "d_params", "feasible", "infeasible_reason", "fail_reason")})
-    row["spec"] = a.get("spec")
+    row.update({k: getattr(m, k) if m else None for k in ("fid", "classes", "entropy", "d_params")})
+    row.update({"feasible": r.feasible, "infeasible_reason": r.infeasible_reason, "fail_reason": r.fail_reason, "spec": r.spec})
     return row
 
 
@@ -274,14 +351,15 @@ def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
     """smallest / balanced: ends of the feasible Pareto front; best-quality: lowest FID among feasible trials."""
     candidates = front(study)
     if pick == "best-quality":
-        candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("feasible")]
+        candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if TrialRecord.of(t).feasible]
     if not candidates:
         raise GasNasError(f"study {study.study_name!r} has no feasible complete trial to pick from")
-    key = {"smallest": lambda t: t.values[0], "balanced": lambda t: t.values[1], "best-quality": lambda t: float(t.user_attrs.get("fid", math.inf))}[pick]
+    key = {"smallest": lambda t: t.values[0], "balanced": lambda t: t.values[1], "best-quality": lambda t: TrialRecord.of(t).metrics.fid}[pick]
     return min(candidates, key=key)
 
 
 def trial_spec(t: FrozenTrial) -> DiscriminatorSpec:
-    if "spec" not in t.user_attrs:
+    spec = TrialRecord.of(t).spec
+    if spec is None:
         raise GasNasError(f"trial {t.number} has no recorded architecture (state {t.state.name})")
-    return DiscriminatorSpec.from_dict(t.user_attrs["spec"])
+    return DiscriminatorSpec.from_dict(spec)

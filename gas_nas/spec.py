@@ -8,6 +8,7 @@ attributes), so each dataclass has one `from_dict` that validates and one `to_di
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from gas_nas.errors import SpaceError
 
 ARCH_FORMAT = "gas-nas/arch/v1"
+MAX_COHORT = 64  # trials trained together; past this the fused kernels gain nothing more
 
 Conv = Literal["standard", "depthwise_separable"]
 Norm = Literal["batch", "none", "spectral", "group"]
@@ -151,12 +153,15 @@ class SearchConfig:
     size: Literal["param_mb", "peak_mb"] = "param_mb"
     quality_objective: Literal["none", "fid"] = "none"
     sampler: Literal["tpe", "nsgaii", "random", "gp"] = "tpe"
+    cohort: Literal["auto"] | int = "auto"  # trials trained together in one process; auto: see train.auto_cohort
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retries: int = 2
 
     def __post_init__(self) -> None:
         _check_types(self, "search")
+        if self.cohort != "auto":
+            _check_range("search.cohort", self.cohort, 1, MAX_COHORT)
         _check_range("search.heartbeat_interval", self.heartbeat_interval, 1, 3600)
         _check_range("search.max_retries", self.max_retries, 0, 100)
         if self.grace_period <= self.heartbeat_interval:
@@ -229,7 +234,14 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _arms(tp: Any) -> tuple:
+    """The alternatives of a union type (`Literal["auto"] | int`), or () for any other type."""
+    return get_args(tp) if get_origin(tp) in (typing.Union, types.UnionType) else ()
+
+
 def allowed(tp: Any) -> str:
+    if _arms(tp):
+        return " or ".join(allowed(arm) for arm in _arms(tp))
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(map(str, get_args(tp)))
     return {bool: "true or false", int: "an integer", float: "a number"}.get(tp, str(tp))
@@ -237,6 +249,11 @@ def allowed(tp: Any) -> str:
 
 def coerce(tp: Any, value: Any, where: str) -> Any:
     """Check one value against a field type; ints are accepted where floats are expected."""
+    for arm in _arms(tp):
+        try:
+            return coerce(arm, value, where)
+        except SpaceError:
+            continue
     if get_origin(tp) is Literal:
         if value in get_args(tp) and type(value) is type(get_args(tp)[0]):
             return value

@@ -25,6 +25,9 @@ from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
+CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 cost more per trial than 1
+CUDA_COHORT_MAX = 16  # the H100 reference: gains level off well before this many trials per kernel
+CUDA_MEMORY_HEADROOM = 4  # a sampled discriminator may need several times what paper case 1 does
 Progress = Callable[[int, int], None]
 
 
@@ -377,3 +380,14 @@ def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: to
     one = dataclasses.replace(train, iterations=1, log_every=1)
     train_cohort([spec], [0], one, real, cuda_graph=False)
     return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def auto_cohort(device: torch.device, train: TrainConfig) -> int:
+    """`search.cohort: auto`: 1 on a CPU; on CUDA as many trials as half the free memory holds
+    at `CUDA_MEMORY_HEADROOM` times paper case 1's peak (a cohort that still runs out of
+    memory is split by the search), at most `CUDA_COHORT_MAX`."""
+    if device.type != "cuda":
+        return CPU_COHORT
+    free, _ = torch.cuda.mem_get_info(device)
+    per_trial_mb = peak_train_memory_mb(DiscriminatorSpec(), train, device) * CUDA_MEMORY_HEADROOM
+    return max(1, min(CUDA_COHORT_MAX, int(free / 2**20 / 2 // per_trial_mb)))

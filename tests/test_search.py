@@ -145,29 +145,74 @@ def test_diverging_trials_are_failed_with_reason_and_search_finishes(tmp_path, c
     assert "FAIL: loss is not finite" in proc.stdout
 
 
-def test_sigint_fails_the_running_trial_and_rerun_resumes(tmp_path, cli_env):
-    space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 400})
-    storage = f"sqlite:///{tmp_path}/i.db"
-    args = [sys.executable, "-m", "gas_nas.cli", "search", "--trials", "2", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")]
-    proc = subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _wait_for_training(storage: str, count: int, proc: subprocess.Popen) -> None:
+    """Until `count` trials are RUNNING with their architecture recorded (training has begun)."""
     deadline = time.time() + 180
     while time.time() < deadline:
-        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
         try:
-            if optuna.load_study(study_name="gas", storage=storage).get_trials(states=(TrialState.RUNNING,)):
-                break
+            running = optuna.load_study(study_name="gas", storage=storage).get_trials(states=(TrialState.RUNNING,))
         except KeyError:
-            continue
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
+            running = []
+        if len([t for t in running if "spec" in t.user_attrs]) >= count:
+            return
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail("training did not start in time")
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case(sig, code, tmp_path, cli_env):
+    space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 400})
+    storage = f"sqlite:///{tmp_path}/i.db"
+    common = ["--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")]
+    args = [sys.executable, "-m", "gas_nas.cli", "search", "--trials", "4", "--cohort", "2", *common]
+    proc = subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_training(storage, 2, proc)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Resume with: gas-nas search" in err and "Traceback" not in err
+    assert proc.returncode == code and "Resume with: gas-nas search" in err and "Traceback" not in err
     study = optuna.load_study(study_name="gas", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert study.trials[0].state == TrialState.FAIL
-    resume = write_tiny_space(tmp_path / "slow.yaml")  # same file, small budget again, to finish fast
-    gas_nas(["search", "--trials", "1", "--space", str(resume), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
+    first_two = study.trials[:2]
+    assert [t.state for t in first_two] == [TrialState.FAIL, TrialState.FAIL]
+    assert [t.user_attrs["fail_reason"] for t in first_two] == ["interrupted", "interrupted"]
+    waiting = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert sorted(waiting) == sorted(CASES)  # the two interrupted cases are queued again
+    write_tiny_space(tmp_path / "slow.yaml")  # same file, small budget again, to finish fast
+    gas_nas(["search", "--trials", "6", "--cohort", "3", *common], cli_env, tmp_path)
     study = optuna.load_study(study_name="gas", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1
-    assert sum(1 for t in study.trials if t.user_attrs.get("case") == CASES[0]) == 1  # failed case 1 is not re-seeded
+    complete = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert sorted(complete) == sorted(CASES)
+
+
+def test_a_stop_asked_right_after_a_trial_completes_ends_the_search_cleanly(tmp_path, mnist_dir, mnist_classifier):
+    """The race of a Ctrl-C landing between trials: the search finishes telling the cohort it
+    is in, asks for no more, and leaves nothing RUNNING."""
+    from gas_nas.search import Interrupted, Resources, SearchOptions, open_study, run_search
+    from gas_nas.data import load_mnist
+
+    space = load_space(write_tiny_space(tmp_path / "tiny.yaml"))
+    study = open_study(space, f"sqlite:///{tmp_path}/r.db", "race")
+    real, _ = load_mnist(mnist_dir, train=True)
+    held_out, _ = load_mnist(mnist_dir, train=False)
+    stop = []
+    opts = SearchOptions(artifacts=str(tmp_path / "a"), cohort=2, should_stop=lambda: bool(stop), callbacks=[lambda s, t: stop.append(t.number)])
+    with pytest.raises(Interrupted):
+        run_search(study, space, opts, Resources(real[:2000], held_out[:500], mnist_classifier), n_trials=6)
+    states = [t.state for t in study.trials]
+    assert states[:2] == [TrialState.COMPLETE, TrialState.COMPLETE] and TrialState.RUNNING not in states
+    assert stop == [0, 1] and states[2:] == [TrialState.WAITING] * 4
+
+
+def test_cohort_search_keeps_paper_cases_first_and_records_the_cohort(tmp_path, cli_env):
+    space = write_tiny_space(tmp_path / "tiny.yaml", search={"cohort": 3})
+    storage = f"sqlite:///{tmp_path}/c.db"
+    proc = gas_nas(["search", "--trials", "7", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
+    assert "cohort 3" in proc.stdout
+    trials = optuna.load_study(study_name="gas", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 7
+    assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and trials[6].user_attrs.get("case") is None
+    assert [t.user_attrs["cohort"] for t in trials] == [3, 3, 3, 3, 3, 3, 1]  # 7 = 3 + 3 + 1
+    assert [t.user_attrs["seed"] for t in trials] == list(range(7))

@@ -188,18 +188,22 @@ def test_eight_processes_seed_the_paper_cases_once_locally(tmp_path, kind):
 # ---------------------------------------------------------------- one machine
 
 
-def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env):
-    """SIGKILL a --trials 3 search mid-trial; rerunning the command fails the stale trial after
-    the grace period, re-queues it, keeps the completed trials and goes on."""
-    space = write_tiny_space(tmp_path / "tiny.yaml", search={"heartbeat_interval": 1, "grace_period": 2, "max_retries": 2})
+@pytest.mark.parametrize("cohort", [1, 2])
+def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env, cohort):
+    """SIGKILL a --trials 3 search mid-trial; rerunning the command fails the stale trial(s) after
+    the grace period, re-queues them, keeps the completed trials and goes on. With cohorts the
+    search keeps the heartbeats itself (Optuna only does inside study.optimize)."""
+    space = write_tiny_space(tmp_path / "tiny.yaml", search={"heartbeat_interval": 1, "grace_period": 2, "max_retries": 2},
+                             train={"iterations": 3 if cohort == 1 else 10})
     url = f"sqlite:///{tmp_path / 'studies' / 'gas.db'}"
     env = cli_env
-    cmd = _search(tmp_path, space, url, "gas", "--trials", "3")
+    n = 3 if cohort == 1 else 4  # with cohorts of 2, the second cohort (trials 2 and 3) is the one killed
+    cmd = _search(tmp_path, space, url, "gas", "--trials", str(n), "--cohort", str(cohort))
     (tmp_path / "studies").mkdir()
     _storage(url)
 
     first = _start(cmd, env, tmp_path, tmp_path / "run1.log")
-    killed = _kill_mid_trial(first, url, "gas", tmp_path / "run1.log", after_complete=1)
+    killed = _kill_mid_trial(first, url, "gas", tmp_path / "run1.log", after_complete=cohort)
     before = {t.number: t.values for t in _trials(url, "gas") if t.state == TrialState.COMPLETE}
     assert before and killed not in before
     time.sleep(2.5)  # > grace period (the restart itself takes longer anyway)
@@ -214,8 +218,10 @@ def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env):
     assert states[killed] == TrialState.FAIL
     assert {t.number: t.values for t in trials if t.number in before} == before  # completed trials intact
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == len(before) + 3  # the rerun added its three trials
+    assert len(complete) == len(before) + n  # the rerun added its n trials
     assert [t for t in trials if t.system_attrs.get("failed_trial") == killed], "the killed trial was not re-queued"
+    stale = [t.number for t in trials if t.state == TrialState.FAIL]
+    assert len(stale) == cohort  # every trial of the killed cohort was failed by the heartbeat check
 
 
 def test_jobs_runs_workers_on_a_journal_storage(tmp_path, cli_env):
