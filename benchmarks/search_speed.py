@@ -4,10 +4,14 @@
 
 (a) naive: N sequential trials of the naive eager loop (`trial_speed.naive_train`) on the paper
     cases in order (cycled past 6), training only.
-(b) gas-nas defaults: the `gas-nas search` machinery in this process: `open_study` on a temp
-    SQLite file, `load_resources`, `run_search(n_trials=N)`. Each trial also generates samples,
-    scores quality (FID, digit coverage), saves sample/loss plots as Optuna artifacts and does
-    Optuna bookkeeping; (a) does none of that. Timed: `run_search` only (setup printed apart).
+(b) gas-nas cohorts: the `gas-nas search` machinery in this process, once per cohort size K
+    (1, 2, 4 on CPU; 1, 4, 16 on CUDA; `--cohorts`): `open_study` on a temp SQLite file,
+    `load_resources`, `run_search(n_trials=N)` with K trials trained together. K = 1 is
+    sequential solo trials; each K is reported as a ratio against it. Each trial also
+    generates samples, scores quality (FID, digit coverage), saves sample/loss plots as Optuna
+    artifacts and does Optuna bookkeeping; (a) does none of that. Timed: `run_search` only
+    (setup printed apart). Past the six paper cases the random sampler picks the specs, so
+    every K trains the same discriminators.
 (c) gas-nas with concurrency: `gas-nas search --jobs 2 --storage journal:...` as a subprocess,
     when the CLI has `--jobs`; timed end to end (process start, imports, data and classifier
     load included), trials counted from the journal afterwards.
@@ -44,7 +48,8 @@ from gas_nas.storage import open_storage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trial_speed import PAPER_ITERATIONS, budget, naive_train, pick_device, sync  # noqa: E402
 
-CPU_TRIALS, CUDA_TRIALS = 2, 6
+CPU_TRIALS, CUDA_TRIALS = 4, 16
+CPU_COHORTS, CUDA_COHORTS = "1,2,4", "1,4,16"
 CPU_ITERATIONS = 10
 CPU_QUALITY_SAMPLES = 256
 STUDY = "bench"
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quality-samples", type=int, help=f"quality.n_samples for (b), (c) (default: the YAML's on CUDA, {CPU_QUALITY_SAMPLES} on CPU)")
     p.add_argument("--jobs", type=int, default=2, help="workers for (c) (default: 2)")
+    p.add_argument("--cohorts", help=f"cohort sizes for (b), comma-separated (default: {CUDA_COHORTS} on CUDA, {CPU_COHORTS} on CPU)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: a, c")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="MNIST IDX files (default: $GAS_NAS_DATA)")
     args = p.parse_args(argv)
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     trials = args.trials or (CUDA_TRIALS if cuda else CPU_TRIALS)
     iterations = args.iterations or (PAPER_ITERATIONS if cuda else CPU_ITERATIONS)
     label = "set by flags" if args.iterations else ("paper budget" if cuda else "small CPU budget, NOT the paper's 2000")
+    cohorts = [int(k) for k in (args.cohorts or (CUDA_COHORTS if cuda else CPU_COHORTS)).split(",")]
+    skip = set(filter(None, args.skip.split(",")))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quality_samples or not cuda:
             doc.setdefault("quality", {})["n_samples"] = args.quality_samples or CPU_QUALITY_SAMPLES
         doc.setdefault("train", {}).update(iterations=iterations, batch_size=args.batch_size)
+        doc.setdefault("search", {})["sampler"] = "random"  # the same specs whatever the cohort size
         space_path = tmp / "space.yaml"
         space_path.write_text(yaml.safe_dump(doc, sort_keys=False))
         space = load_space(space_path)
@@ -109,34 +119,39 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         # (a) naive sequential trials, training only
-        images_cpu, _ = load_mnist(args.data_dir, train=True, device="cpu")
-        sync(device)
-        start = time.perf_counter()
-        for i in range(trials):
-            case = space.cases[i % len(space.cases)]
-            naive_train(case.spec, space.train, images_cpu, device, seed=args.seed + i)
-        sync(device)
-        sec_a = time.perf_counter() - start
-        print(f"  (a) naive: {trials} trials in {sec_a:.1f} s", flush=True)
+        sec_a = None
+        if "a" not in skip:
+            images_cpu, _ = load_mnist(args.data_dir, train=True, device="cpu")
+            sync(device)
+            start = time.perf_counter()
+            for i in range(trials):
+                case = space.cases[i % len(space.cases)]
+                naive_train(case.spec, space.train, images_cpu, device, seed=args.seed + i)
+            sync(device)
+            sec_a = time.perf_counter() - start
+            print(f"  (a) naive: {trials} trials in {sec_a:.1f} s", flush=True)
 
-        # (b) gas-nas search machinery, in process
-        start = time.perf_counter()
-        storage_b = f"sqlite:///{tmp}/bench.db"
-        study = open_study(space, storage_b, STUDY, seed=args.seed)
+        # (b) gas-nas search machinery, in process, one run per cohort size
         res = load_resources(device, args.data_dir)
-        opts = SearchOptions(seed=args.seed, artifacts=str(tmp / "artifacts_b"))
-        setup_b = time.perf_counter() - start
-        sync(device)
-        start = time.perf_counter()
-        run_search(study, space, opts, res, n_trials=trials)
-        sync(device)
-        sec_b = time.perf_counter() - start
-        done_b = finished_trials(storage_b)
-        print(f"  (b) gas-nas: {done_b} trials in {sec_b:.1f} s (+ {setup_b:.1f} s setup, not counted)", flush=True)
+        rates_b: dict[int, float] = {}
+        for k in cohorts:
+            start = time.perf_counter()
+            storage_b = f"sqlite:///{tmp}/bench-{k}.db"
+            study = open_study(space, storage_b, STUDY, seed=args.seed)
+            opts = SearchOptions(seed=args.seed, artifacts=str(tmp / f"artifacts_b{k}"), cohort=k)
+            setup_b = time.perf_counter() - start
+            sync(device)
+            start = time.perf_counter()
+            run_search(study, space, opts, res, n_trials=trials)
+            sync(device)
+            sec_b = time.perf_counter() - start
+            done_b = finished_trials(storage_b)
+            rates_b[k] = per_minute(done_b, sec_b)
+            print(f"  (b) gas-nas cohort {k}: {done_b} trials in {sec_b:.1f} s (+ {setup_b:.1f} s setup, not counted)", flush=True)
 
         # (c) gas-nas with concurrency, as a subprocess
         rate_c = None
-        if cli_has_jobs():
+        if cli_has_jobs() and "c" not in skip:
             storage_c = f"journal:{tmp}/b.journal"
             cmd = [
                 gas_nas_exe(), "search", "--jobs", str(args.jobs), "--storage", storage_c, "--study", STUDY,
@@ -156,20 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    rate_a, rate_b = per_minute(trials, sec_a), per_minute(done_b, sec_b)
+    rate_a = per_minute(trials, sec_a) if sec_a else None
+    solo = rates_b[cohorts[0]]
     print("note: (b) and (c) include sample generation, quality metrics (FID, coverage), plots and Optuna bookkeeping; (a) trains only")
     print(f"device      {torch.cuda.get_device_name(device) if cuda else f'cpu ({torch.get_num_threads()} threads)'}")
     print(f"torch       {torch.__version__}")
     print(f"budget      {trials} trials, {iterations} iterations ({label}), batch {args.batch_size}")
-    print(f"(a) naive sequential        {rate_a:8.2f} trials/min")
-    print(f"(b) gas-nas search          {rate_b:8.2f} trials/min")
+    if rate_a is not None:
+        print(f"(a) naive sequential        {rate_a:8.2f} trials/min")
+    for k, rate in rates_b.items():
+        print(f"(b) gas-nas cohort {k:<3}      {rate:8.2f} trials/min   ratio vs cohort {cohorts[0]}: {rate / solo:.2f}x" + (f"   vs naive: {rate / rate_a:.2f}x" if rate_a else ""))
     if rate_c is not None:
-        print(f"(c) gas-nas --jobs {args.jobs}        {rate_c:8.2f} trials/min")
-    print(f"ratio b/a: {rate_b / rate_a:.2f}x")
-    if rate_c is not None:
-        print(f"ratio c/a: {rate_c / rate_a:.2f}x")
-    else:
-        print("ratio c/a: n/a ((c) not available yet: gas-nas search has no --jobs option)" if not cli_has_jobs() else "ratio c/a: n/a ((c) failed, see above)")
+        print(f"(c) gas-nas --jobs {args.jobs}        {rate_c:8.2f} trials/min" + (f"   vs naive: {rate_c / rate_a:.2f}x" if rate_a else ""))
     return 0
 
 
