@@ -185,6 +185,13 @@ def run_reproduction_search(space, args, device, res, log):
     return study
 
 
+def _record(trial):
+    """What gas-nas recorded on a trial (imported late: this script's --help stays fast)."""
+    from gas_nas.record import TrialRecord
+
+    return TrialRecord.of(trial)
+
+
 def dominating_trials(study) -> list:
     """Feasible front trials that dominate every paper case on (size, imbalance)."""
     from gas_nas.search import case_trials, front
@@ -192,7 +199,7 @@ def dominating_trials(study) -> list:
     cases = [t.values for t in case_trials(study)]
     def dominates(a, b):
         return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-    return [t for t in front(study) if not t.user_attrs.get("case") and all(dominates(t.values[:2], c[:2]) for c in cases)]
+    return [t for t in front(study) if not _record(t).case and all(dominates(t.values[:2], c[:2]) for c in cases)]
 
 
 def export_found(study, found: list, space, assets: Path, export: bool, artifacts: str) -> list[dict]:
@@ -205,7 +212,7 @@ def export_found(study, found: list, space, assets: Path, export: bool, artifact
         name = f"reproduction-trial-{t.number}"
         arch = None
         if export:
-            meta = {"study": STUDY_NAME, "trial": t.number, "d_size_mb": t.values[0], "imbalance": t.values[1], "fid": t.user_attrs.get("fid")}
+            meta = {"study": STUDY_NAME, "trial": t.number, "d_size_mb": t.values[0], "imbalance": t.values[1], "fid": _record(t).metrics.fid}
             arch = save_arch(ROOT / "search_spaces" / "found" / f"{name}.yaml", trial_spec(t), space.train, meta)
         grid = _download_samples(study, t, artifacts, assets / f"{name}.png")
         rows.append({"trial": t, "name": name, "arch": arch, "grid": f"{ASSETS}/{name}.png" if grid else None})
@@ -237,7 +244,7 @@ def plot_front(study, path: Path) -> Path:
     from gas_nas.search import front
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    infeasible = [t for t in done if not t.user_attrs.get("feasible")]
+    infeasible = [t for t in done if not _record(t).feasible]
     best = front(study)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="0.7", s=22, label=f"complete trials ({len(done)})")
@@ -245,8 +252,8 @@ def plot_front(study, path: Path) -> Path:
     if best:
         ax.plot([t.values[0] for t in best], [t.values[1] for t in best], "o-", c="tab:blue", ms=6, label=f"feasible Pareto front ({len(best)})")
     for t in done:
-        if t.user_attrs.get("case"):
-            ax.annotate(t.user_attrs["case"], (t.values[0], t.values[1]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if _record(t).case:
+            ax.annotate(_record(t).case, (t.values[0], t.values[1]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("discriminator size (d_size_mb, log scale)")
     ax.set_ylabel("imbalance (0 = LSGAN equilibrium)")
@@ -398,7 +405,7 @@ def found_section(found: list, tiny: bool) -> list[str]:
     for f in found:
         t = f["trial"]
         where = f"exported to `{f['arch'].relative_to(ROOT)}`" if f["arch"] else "not exported (--tiny)"
-        lines.append(f"- trial {t.number}: {t.values[0]:.4f} MB, imbalance {t.values[1]:.3f}, FID {float(t.user_attrs.get('fid', 'nan')):.1f}; {where}")
+        lines.append(f"- trial {t.number}: {t.values[0]:.4f} MB, imbalance {t.values[1]:.3f}, FID {_record(t).metrics.fid:.1f}; {where}")
         if f["grid"]:
             lines.append(f"\n  ![trial {t.number}]({f['grid']})\n")
     return lines
