@@ -11,7 +11,7 @@ import re
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gas_nas.errors import StorageError
 
@@ -19,16 +19,37 @@ DEFAULT_SQLITE = "sqlite:///studies/gas.db"
 DEFAULT_JOURNAL = "studies/gas.journal"
 DEFAULT_ARTIFACTS = "studies/artifacts"
 SCHEMA_ATTEMPTS = 5
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
+# scheme://user:PASSWORD@ : greedy to the token's last "@", so an unencoded "@" in a password hides its tail too.
+_USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<tail>@)", re.I)
+# ?password=..., &sslpassword=..., passfile=... (query parameters, or libpq's "key=value" form in messages).
+_PARAM = re.compile(r"(?P<head>(?:^|[?&;\s])(?P<key>[^=&;\s?]+)=)(?P<value>[^&;\s#]*)")
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token|sslkey", re.I)
+MIN_LITERAL = 3  # shorter secrets are hidden only where they sit in a URL (else every "a" would go)
 
 
 def redact(text: str, url: str | None = None) -> str:
-    """Hide the password of every URL in `text` (and the literal password of `url`, wherever it appears)."""
-    if url:
-        password = urlsplit(url).password
-        if password:
-            text = text.replace(password, "***")
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    """Hide every password in `text`: in URL userinfo, in secret-looking query parameters, and
+    (literally, raw and percent-decoded) those of `url`, which defaults to `text` itself."""
+    for secret in sorted(url_secrets(text if url is None else url), key=len, reverse=True):
+        if len(secret) >= MIN_LITERAL:
+            text = text.replace(secret, "***")
+    text = _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    return _PARAM.sub(lambda m: f"{m['head']}***" if _SECRET_KEY.search(unquote(m["key"])) and m["value"] else m[0], text)
+
+
+def url_secrets(url: str) -> set[str]:
+    """The password and secret query values of a storage URL, as written and percent-decoded."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        found.add(parts.password or "")
+        if re.fullmatch(r"[a-z][a-z0-9+.\-]*://\S*", url, re.I):  # "u:p#w/x@host": urlsplit stops at '#' or '/'
+            found.add(url.split("://", 1)[1].rpartition("@")[0].partition(":")[2])
+        found.update(v for k, v in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_KEY.search(k))
+    except ValueError:  # e.g. an invalid port or IPv6 literal: the regexes still apply
+        pass
+    found.update(m["value"] for m in _PARAM.finditer(url) if _SECRET_KEY.search(unquote(m["key"])))
+    return {form for s in found if s for form in (s, unquote(s))}
 
 
 def error_line(exc: BaseException, url: str) -> str:
