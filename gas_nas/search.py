@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
-from gas_nas.storage import DEFAULT_ARTIFACTS, error_line, open_storage, redact
+from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 SEED_WAIT_S = 60.0
@@ -111,7 +111,11 @@ def _wait_for_seeding(study: optuna.Study, space: SearchSpace) -> None:
 
 
 def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
-    """An existing study for show/export/dashboard; a missing one is a one-line error."""
+    """An existing study for show/export/dashboard; a missing one is a one-line error.
+
+    Read-only: a missing database or one that is not Optuna's is refused before Optuna opens it.
+    """
+    check_existing(storage_url)
     storage = open_storage(storage_url)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
@@ -119,10 +123,10 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
         raise StorageError(f"cannot read studies from {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if study_name is None:
         if len(names) != 1:
-            raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pick one with --study")
+            raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(map(repr, names)) or 'none'}); pick one with --study")
         study_name = names[0]
     if study_name not in names:
-        raise StorageError(f"no study {study_name!r} in {redact(storage_url)}; it has: {', '.join(names) or 'no studies'}")
+        raise StorageError(f"no study {study_name!r} in {redact(storage_url)}; it has: {', '.join(map(repr, names)) or 'no studies'}")
     return optuna.load_study(storage=storage, study_name=study_name)
 
 

@@ -59,7 +59,7 @@ def error_line(exc: BaseException, url: str) -> str:
 
 
 def is_journal(url: str) -> bool:
-    return url.startswith("journal:") or url.endswith(".journal")
+    return url.startswith("journal:") or ("://" not in url and url.endswith(".journal"))
 
 
 def journal_path(url: str) -> Path:
@@ -111,6 +111,72 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+OPTUNA_TABLES = {"studies", "version_info"}  # present in every Optuna RDB storage
+
+
+def check_existing(url: str) -> None:
+    """For read-only commands: the storage must already exist and be Optuna's, checked without
+    creating or changing anything (Optuna would otherwise add its tables to any database)."""
+    if is_journal(url):
+        path = journal_path(url)
+        _check_file(path, url)
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        if not first.startswith(b'{"op_code"'):
+            raise StorageError(f"{path} is not an Optuna journal (storage {redact(url)}); refusing to touch it")
+        return
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        db = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+        if not db or db == ":memory:":
+            raise StorageError(f"storage {redact(url)} holds no studies: give the sqlite:///PATH of an existing study database")
+        path = Path(db.partition("?")[0])
+        _check_file(path, url)
+        tables = _sqlite_tables(path, url)
+    else:
+        tables = _rdb_tables(url)
+    if not OPTUNA_TABLES <= tables:
+        raise StorageError(f"storage {redact(url)} is not a gas-nas/Optuna storage (no Optuna tables); refusing to touch it")
+
+
+def _check_file(path: Path, url: str) -> None:
+    if not path.exists():
+        raise StorageError(f"storage {redact(url)}: {path} does not exist (show, export and dashboard read an existing study)")
+    if not path.is_file():
+        raise StorageError(f"storage {redact(url)}: {path} is not a regular file")
+
+
+def _sqlite_tables(path: Path, url: str) -> set[str]:
+    """Table names, read through a read-only connection (no file, journal or table is created)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise StorageError(f"{path} is not an SQLite database (storage {redact(url)}); refusing to touch it")
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+def _rdb_tables(url: str) -> set[str]:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - driver errors carry multi-line text and the URL
+        raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
 
 
 def _schema_race(exc: Exception) -> bool:
