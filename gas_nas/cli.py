@@ -69,7 +69,7 @@ class Cases(Command):
             print(json.dumps(rows, indent=2))
             return 0
         if not rows:
-            console.print(f"{space.path} lists no paper cases (no `seeds`)")
+            console.print(f"{space.path} lists no paper cases (no `seeds`)", soft_wrap=True)
             return 0
         table = Table(title=f"GAS paper cases ({space.path.name})")
         for col in ("#", "case", "params", "param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
@@ -150,6 +150,15 @@ def _device(name: str):
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
+def _check_data(args: argparse.Namespace) -> None:
+    """A named MNIST folder (--data-dir or $GAS_NAS_DATA) is checked before any study or training;
+    the default cache may still be downloaded into later."""
+    from gas_nas.data import ENV_DATA, resolve_data_dir
+
+    if args.data_dir or os.environ.get(ENV_DATA):
+        resolve_data_dir(args.data_dir)
+
+
 def _budget(train, args):
     changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
     if args.iterations is not None:
@@ -181,6 +190,7 @@ class Train(Command):
         space = load_space(args.space)
         train = _budget(train or space.train, args)
         device = _device(args.device)
+        _check_data(args)
         res = load_resources(device, args.data_dir)
         progress = _iteration_bar(console, args.json)
         with progress:
@@ -243,6 +253,7 @@ class Search(Command):
         if args.jobs > 1 and storage.startswith("sqlite"):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         device = _device(args.device)
+        _check_data(args)
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
@@ -395,8 +406,8 @@ class Dashboard(Command):
         from gas_nas.search import load_existing
         from gas_nas.storage import DEFAULT_ARTIFACTS
 
-        loopback = _check_listen(args.host, args.port)
         study = load_existing(_storage(args), args.study)
+        loopback = _check_listen(args.host, args.port)
         artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)  # read-only: not created when missing
         store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
         if not loopback:

@@ -87,8 +87,8 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     where = str(path)
     check_keys(doc, TOP_KEYS, where)
     name = doc.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise SpaceError(f"{where}: name: expected a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise SpaceError(f"{where}: name: expected 1 to 200 printable characters (it names the study), got {name!r}")
     axes = tuple(_axis(key, value, f"{where}: axes.{key}") for key, value in mapping(doc.get("axes") or {}, f"{where}: axes").items())
     space = SearchSpace(
         name=name,
