@@ -49,7 +49,8 @@ def url_secrets(url: str) -> set[str]:
     except ValueError:  # e.g. an invalid port or IPv6 literal: the regexes still apply
         pass
     found.update(m["value"] for m in _PARAM.finditer(url) if _SECRET_KEY.search(unquote(m["key"])))
-    return {form for s in found if s for form in (s, unquote(s))}
+    forms = {form for s in found if s for form in (s, unquote(s))}
+    return forms | {form.split("@", i)[-1] for form in forms for i in range(1, form.count("@") + 1)}  # "p@ss@word": a driver may show "ss@word"
 
 
 def error_line(exc: BaseException, url: str) -> str:
@@ -83,7 +84,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         except Exception as exc:  # noqa: BLE001 - surfaced as one line
             raise StorageError(f"cannot open journal storage {path}: {error_line(exc, url)}") from None
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     if not scheme or "://" not in url:
         raise StorageError(f"storage URL {redact(url)!r} is not a URL: use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
     if scheme == "sqlite":
@@ -127,7 +128,7 @@ def check_existing(url: str) -> None:
         if not first.startswith(b'{"op_code"'):
             raise StorageError(f"{path} is not an Optuna journal (storage {redact(url)}); refusing to touch it")
         return
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     if scheme == "sqlite":
         db = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
         if not db or db == ":memory:":
@@ -177,6 +178,17 @@ def _rdb_tables(url: str) -> set[str]:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - driver errors carry multi-line text and the URL
         raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, after refusing a password with an unencoded '@' (drivers would read its
+    tail as the host name and print it)."""
+    if "://" in url and url.split("://", 1)[1].split("/", 1)[0].count("@") > 1:
+        raise StorageError(f"storage URL {redact(url)!r}: more than one '@' before the host; percent-encode '@' in a user name or password as %40")
+    try:
+        return urlsplit(url).scheme
+    except ValueError as exc:
+        raise StorageError(f"storage URL {redact(url)!r} cannot be parsed ({exc})") from None
 
 
 def _schema_race(exc: Exception) -> bool:
