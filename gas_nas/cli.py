@@ -446,7 +446,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (argparse would print the whole usage first), exit 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
