@@ -320,3 +320,21 @@ def test_dashboard_refuses_busy_ports_and_unknown_hosts(made_study, served):
         assert_refused(["dashboard", "--storage", made_study, "--port", str(busy.getsockname()[1])], "cannot listen on 127.0.0.1")
     assert_refused(["dashboard", "--storage", made_study, "--host", "no-such-host.invalid"], "--host 'no-such-host.invalid': cannot resolve it")
     assert not served
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 400000000000 bytes."), "out of memory"),
+        (MemoryError(), "out of memory"),
+        (OSError(28, "No space left on device", "runs/train/generator.pt"), "No space left on device (runs/train/generator.pt)"),
+    ],
+)
+def test_resource_failures_during_work_are_one_line(no_data, monkeypatch, error, fragment):
+    import gas_nas.cases
+
+    def fail(space):
+        raise error
+
+    monkeypatch.setattr(gas_nas.cases, "case_rows", fail)
+    assert_refused(["cases"], fragment)
