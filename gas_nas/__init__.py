@@ -1,31 +1,43 @@
-"""gas-nas: neural architecture search for small GAN discriminators (after the GAS study)."""
+"""gas-nas: neural architecture search for small GAN discriminators (after the GAS study).
+
+Public names load on first use (module `__getattr__`), so `gas-nas --help`, `--version` and
+usage errors answer without importing torch or Optuna.
+"""
 
 from __future__ import annotations
 
-from gas_nas.errors import DataError, GasNasError, SpaceError, StorageError
-from gas_nas.metrics import param_count, param_mb
-from gas_nas.models import build_discriminator, build_generator
-from gas_nas.space import SearchSpace, load_space, sample
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, SearchConfig, TrainConfig, load_arch, save_arch
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataError",
-    "DiscriminatorSpec",
-    "GasNasError",
-    "QualityConfig",
-    "SearchConfig",
-    "SearchSpace",
-    "SpaceError",
-    "StorageError",
-    "TrainConfig",
-    "build_discriminator",
-    "build_generator",
-    "load_arch",
-    "load_space",
-    "param_count",
-    "param_mb",
-    "sample",
-    "save_arch",
-]
+_HOMES = {
+    "DataError": "errors",
+    "GasNasError": "errors",
+    "SpaceError": "errors",
+    "StorageError": "errors",
+    "param_count": "metrics",
+    "param_mb": "metrics",
+    "build_discriminator": "models",
+    "build_generator": "models",
+    "SearchSpace": "space",
+    "load_space": "space",
+    "sample": "space",
+    "DiscriminatorSpec": "spec",
+    "QualityConfig": "spec",
+    "SearchConfig": "spec",
+    "TrainConfig": "spec",
+    "load_arch": "spec",
+    "save_arch": "spec",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'gas_nas' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gas_nas.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -18,7 +18,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gas_nas import __version__
 from gas_nas.errors import GasNasError
+from gas_nas.paths import check_output_dir, check_output_file
+from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+MAX_TRIALS = 1_000_000
+MAX_JOBS = 64
 
 
 class Command:
@@ -52,6 +59,8 @@ class Cases(Command):
         from gas_nas.space import load_space
         from gas_nas.spec import save_arch
 
+        if args.write:
+            check_output_dir(args.write, "--write")
         space = load_space(args.space)
         rows = case_rows(space)
         if args.write:
@@ -60,6 +69,9 @@ class Cases(Command):
                 save_arch(path, case.spec, space.train, {"case": case.name, "paper_mb": case.paper_mb, "note": case.note, "space": str(space.path)})
         if args.json:
             print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            console.print(f"{space.path} lists no paper cases (no `seeds`)", soft_wrap=True)
             return 0
         table = Table(title=f"GAS paper cases ({space.path.name})")
         for col in ("#", "case", "params", "param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
@@ -80,16 +92,16 @@ def _num(value) -> str:
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=positive_int, metavar="N", help="training iterations per trial (default: from YAML)")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="batch size (default: from YAML)")
+    parser.add_argument("--iterations", type=int_in(1, MAX_ITERATIONS), metavar="N", help="training iterations per trial (default: from YAML)")
+    parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N", help="batch size (default: from YAML)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"random seed, 0..{MAX_SEED} (default: 0)")
 
 
 def _add_study(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: $GAS_NAS_STORAGE, else sqlite:///studies/gas.db)")
-    parser.add_argument("--study", metavar="NAME", help="study name (default: the space's name)")
+    parser.add_argument("--study", type=study_name, metavar="NAME", help="study name (default: the space's name)")
     parser.add_argument("--artifacts", metavar="DIR", default=None, help="artifact directory (default: studies/artifacts)")
 
 
@@ -98,6 +110,28 @@ def _storage(args: argparse.Namespace) -> str:
     from gas_nas.storage import DEFAULT_SQLITE
 
     return args.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
+
+
+def int_in(low: int, high: int):
+    """An argparse type for an integer in low..high (the range named in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def study_name(text: str) -> str:
+    """Study names are echoed to terminals and stored: printable, non-empty, not huge."""
+    if not text.strip() or len(text) > 200 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"expected 1 to 200 printable characters, got {text!r}")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -130,6 +164,15 @@ def _device(name: str):
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
+def _check_data(args: argparse.Namespace) -> None:
+    """A named MNIST folder (--data-dir or $GAS_NAS_DATA) is checked before any study or training;
+    the default cache may still be downloaded into later."""
+    from gas_nas.data import ENV_DATA, resolve_data_dir
+
+    if args.data_dir or os.environ.get(ENV_DATA):
+        resolve_data_dir(args.data_dir)
+
+
 def _budget(train, args):
     changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
     if args.iterations is not None:
@@ -156,10 +199,12 @@ class Train(Command):
         from gas_nas.spec import load_arch
         from gas_nas.train import run_trial
 
+        check_output_dir(args.out, "--out")
         spec, train, _ = load_arch(args.arch)
         space = load_space(args.space)
         train = _budget(train or space.train, args)
         device = _device(args.device)
+        _check_data(args)
         res = load_resources(device, args.data_dir)
         progress = _iteration_bar(console, args.json)
         with progress:
@@ -195,9 +240,10 @@ class Search(Command):
     name = "search"
 
     def add_arguments(self, parser):
-        parser.add_argument("--trials", type=positive_int, metavar="N", help="trials to run in this process (default: 50)")
-        parser.add_argument("--until", type=positive_int, metavar="N", help="shared studies: stop when the study has N complete trials")
-        parser.add_argument("--jobs", type=positive_int, default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
+        count = parser.add_mutually_exclusive_group()
+        count.add_argument("--trials", type=int_in(1, MAX_TRIALS), metavar="N", help="trials to run in this process (default: 50)")
+        count.add_argument("--until", type=int_in(1, MAX_TRIALS), metavar="N", help="shared studies: stop when the study has N complete trials")
+        parser.add_argument("--jobs", type=int_in(1, MAX_JOBS), default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
         _add_space(parser)
         _add_study(parser)
         _add_training(parser)
@@ -215,6 +261,7 @@ class Search(Command):
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort
 
+        artifacts = str(check_output_dir(args.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
         space = load_space(args.space)
         space = dataclasses.replace(space, train=_budget(space.train, args))
         n_trials = args.trials if args.trials or args.until else 50
@@ -223,19 +270,21 @@ class Search(Command):
         if args.jobs > 1 and storage.startswith("sqlite"):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         device = _device(args.device)
+        _check_data(args)
         setting = args.cohort or space.search.cohort
         cohort = auto_cohort(device, space.train) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
         before = len(study.trials)
-        resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
+        where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
+        resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
             console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
             stop = StopRequest()
             opts = SearchOptions(
-                seed=args.seed, artifacts=args.artifacts or DEFAULT_ARTIFACTS, cohort=cohort, on_iteration=progress.on_iteration,
+                seed=args.seed, artifacts=artifacts, cohort=cohort, on_iteration=progress.on_iteration,
                 on_trial_start=progress.on_trial_start, should_stop=stop, callbacks=[progress],
             )
             workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []
@@ -324,12 +373,14 @@ class Export(Command):
         which.add_argument("--pick", choices=["smallest", "balanced", "best-quality"], help="pick among feasible trials")
         _add_study(parser)
         parser.add_argument("-o", "--output", required=True, metavar="FILE", help="architecture YAML to write")
+        parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     def run(self, args, console):
         from gas_nas.search import load_existing, pick_trial, trial_spec
         from gas_nas.spec import TrainConfig, save_arch
         from gas_nas.storage import redact
 
+        check_output_file(args.output, "--output", force=args.force)
         storage = _storage(args)
         study = load_existing(storage, args.study)
         if args.pick:
@@ -339,6 +390,12 @@ class Export(Command):
             if not match:
                 raise GasNasError(f"study {study.study_name!r} has no trial {args.trial} (it has {len(study.trials)})")
             trial = match[0]
+        if trial.state.name != "COMPLETE":
+            reason = trial.user_attrs.get("fail_reason")
+            raise GasNasError(f"trial {trial.number} is {trial.state.name}{': ' + str(reason) if reason else ''}; only a COMPLETE trial has a trained result to export")
+        if trial.user_attrs.get("feasible") is False:
+            why = trial.user_attrs.get("infeasible_reason") or "quality guard"
+            print(f"gas-nas: warning: trial {trial.number} is infeasible ({why}); exporting it anyway", file=sys.stderr)
         spec = trial_spec(trial)
         a = trial.user_attrs
         names = study.metric_names or []
@@ -362,7 +419,7 @@ class Dashboard(Command):
     def add_arguments(self, parser):
         _add_study(parser)
         parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
-        parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+        parser.add_argument("--port", type=int_in(1, 65535), default=8080, help="port, 1..65535 (default: 8080)")
 
     def run(self, args, console):
         import optuna_dashboard
@@ -372,18 +429,51 @@ class Dashboard(Command):
         from gas_nas.storage import DEFAULT_ARTIFACTS
 
         study = load_existing(_storage(args), args.study)
-        artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)
-        artifacts.mkdir(parents=True, exist_ok=True)
+        loopback = _check_listen(args.host, args.port)
+        artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)  # read-only: not created when missing
+        store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+        if not loopback:
+            print(f"gas-nas: warning: --host {args.host} is not loopback: anyone who can reach port {args.port} can read and change study {study.study_name!r}", file=sys.stderr)
         console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
-        optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(artifacts)))
+        try:
+            optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=store)
+        except OSError as exc:
+            raise GasNasError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
         return 0
+
+
+def _check_listen(host: str, port: int) -> bool:
+    """The address resolves and the port is free (bound and released at once); True for loopback."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise GasNasError(f"--host {host!r}: cannot resolve it ({getattr(exc, 'strerror', None) or exc}); use an address such as 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise GasNasError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host") from None
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
 COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Dashboard]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (argparse would print the whole usage first), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gas-nas", description="Neural architecture search for small GAN discriminators.")
+    parser = _Parser(prog="gas-nas", description="Neural architecture search for small GAN discriminators.")
+    parser.add_argument("--version", action="version", version=f"gas-nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cls in COMMANDS:
         cmd = cls()
@@ -403,13 +493,16 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
     console = Console(highlight=False)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         return args._command.run(args, console)
     except GasNasError as exc:
-        print(f"gas-nas: error: {exc}", file=sys.stderr)
+        print(f"gas-nas: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gas-nas: interrupted", file=sys.stderr)
@@ -417,9 +510,32 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("gas-nas: terminated (SIGTERM)", file=sys.stderr)
         return 143
+    except MemoryError:
+        print("gas-nas: error: out of memory; use a smaller --batch-size or architecture", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk that fills, a directory removed under us
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"gas-nas: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise
+        print(f"gas-nas: error: out of memory ({one_line(str(exc))[:160]}); use a smaller --batch-size or architecture", file=sys.stderr)
+        return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """torch reports allocation failures as RuntimeError (CUDA's is a subclass)."""
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
+def one_line(text: str) -> str:
+    """Messages go to terminals: control characters shown escaped, never a second line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
 
 
 if __name__ == "__main__":

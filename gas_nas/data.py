@@ -65,7 +65,7 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
 def _check_given(path: Path, source: str) -> Path:
     path = path.expanduser().resolve()
     if not path.is_dir():
-        raise DataError(f"MNIST dir {path} (from {source}) does not exist")
+        raise DataError(f"MNIST dir {path} (from {source}) {'is not a directory' if path.exists() else 'does not exist'}")
     missing = _first_missing(path)
     if missing is not None:
         raise DataError(
@@ -121,6 +121,8 @@ def parse_idx(path: Path, magic: int) -> Tensor:
     if found != magic:
         raise DataError(f"MNIST file {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file")
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if 0 in shape:
+        raise DataError(f"MNIST file {path} is empty: its header declares shape {shape}")
     expected = header + _prod(shape)
     if len(data) != expected:
         raise DataError(

@@ -23,7 +23,7 @@ from gas_nas.errors import GasNasError, StorageError
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
-from gas_nas.storage import DEFAULT_ARTIFACTS, error_line, open_storage, redact
+from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 SEED_WAIT_S = 60.0
@@ -115,7 +115,11 @@ def _wait_for_seeding(study: optuna.Study, space: SearchSpace) -> None:
 
 
 def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
-    """An existing study for show/export/dashboard; a missing one is a one-line error."""
+    """An existing study for show/export/dashboard; a missing one is a one-line error.
+
+    Read-only: a missing database or one that is not Optuna's is refused before Optuna opens it.
+    """
+    check_existing(storage_url)
     storage = open_storage(storage_url)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
@@ -123,10 +127,10 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
         raise StorageError(f"cannot read studies from {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if study_name is None:
         if len(names) != 1:
-            raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(names) or 'none'}); pick one with --study")
+            raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(map(repr, names)) or 'none'}); pick one with --study")
         study_name = names[0]
     if study_name not in names:
-        raise StorageError(f"no study {study_name!r} in {redact(storage_url)}; it has: {', '.join(names) or 'no studies'}")
+        raise StorageError(f"no study {study_name!r} in {redact(storage_url)}; it has: {', '.join(map(repr, names)) or 'no studies'}")
     return optuna.load_study(storage=storage, study_name=study_name)
 
 
@@ -233,6 +237,8 @@ def _train(space, opts, resources, specs, seeds, run_cohort) -> list:
         torch.cuda.empty_cache()
         half = len(specs) // 2
         return _train(space, opts, resources, specs[:half], seeds[:half], run_cohort) + _train(space, opts, resources, specs[half:], seeds[half:], run_cohort)
+    except MemoryError:
+        return ["out of memory"] * len(specs)
     except RuntimeError as exc:
         return [f"training failed: {error_line(exc, '')}"] * len(specs)
 
@@ -242,11 +248,14 @@ def _tell_outcome(study, space, opts, store, trial, outcome, until) -> None:
 
     m = outcome.metrics
     record = TrialRecord.of(trial)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = DiscriminatorSpec.from_dict(record.spec)
-        paths = save_trial(outcome, tmp, spec, space.train, title=f"trial {trial.number}" + (f" ({record.case})" if record.case else ""))
-        for key in ("samples", "losses"):
-            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(paths[key]), study_or_trial=trial)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = DiscriminatorSpec.from_dict(record.spec)
+            paths = save_trial(outcome, tmp, spec, space.train, title=f"trial {trial.number}" + (f" ({record.case})" if record.case else ""))
+            for key in ("samples", "losses"):
+                optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(paths[key]), study_or_trial=trial)
+    except OSError as exc:  # a disk that fills: this trial fails, the search goes on
+        return _tell_fail(study, trial, f"cannot save its artifacts: {exc.strerror or exc}", opts)
     reasons = m.violations(space.quality)
     TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons)).write(trial)
     if m.status != "complete":

@@ -87,8 +87,8 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     where = str(path)
     check_keys(doc, TOP_KEYS, where)
     name = doc.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise SpaceError(f"{where}: name: expected a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise SpaceError(f"{where}: name: expected 1 to 200 printable characters (it names the study), got {name!r}")
     axes = tuple(_axis(key, value, f"{where}: axes.{key}") for key, value in mapping(doc.get("axes") or {}, f"{where}: axes").items())
     space = SearchSpace(
         name=name,
@@ -178,9 +178,10 @@ def _case(space: SearchSpace, item: Any, where: str) -> PaperCase:
     if values.get("dense_blocks") and "depth" not in arch:
         values["depth"] = values["dense_blocks"]
     spec = DiscriminatorSpec.from_dict(values, f"{where}.arch")
-    for key, value in sampled_params(space, spec).items():
-        if not space.axis(key).contains(value):
-            raise SpaceError(f"{where}.arch.{key}: {value!r} is outside the space ({space.axis(key).describe()})")
+    values = spec.to_dict()
+    for axis in space.axes:  # fixed axes too: a value outside one would be shown, then trained as the axis value
+        if _active(axis.name, values) and not axis.contains(values[axis.name]):
+            raise SpaceError(f"{where}.arch.{axis.name}: {values[axis.name]!r} is outside the space ({axis.describe()})")
     for key, value in spec.to_dict().items():
         if space.axis(key) is None and value != getattr(DiscriminatorSpec(), key):
             raise SpaceError(f"{where}.arch.{key}: {key} is not an axis of the space, so it stays {getattr(DiscriminatorSpec(), key)!r}")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import math
+import os
+import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,14 @@ from gas_nas.errors import SpaceError
 
 ARCH_FORMAT = "gas-nas/arch/v1"
 MAX_COHORT = 64  # trials trained together; past this the fused kernels gain nothing more
+MAX_YAML_BYTES = 4 * 2**20  # a search space is a few KB; anything this big is a mistake
+MAX_YAML_DEPTH = 8  # the deepest schema path is seeds[i].arch.key (4 levels)
+# Caps that fit one machine, each named in its error: far beyond any sensible trial.
+MAX_ITERATIONS = 1_000_000
+MAX_BATCH_SIZE = 4096
+MAX_Z_DIM = 4096
+MAX_STEPS = 100  # d_steps, g_steps
+MAX_SAMPLES = 10_000  # MNIST's held-out test set has 10,000 images to compare with
 
 Conv = Literal["standard", "depthwise_separable"]
 Norm = Literal["batch", "none", "spectral", "group"]
@@ -99,11 +110,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self, "train")
-        for key in ("iterations", "batch_size", "d_steps", "g_steps", "z_dim", "log_every"):
-            _check_range(f"train.{key}", getattr(self, key), 1, 10**9)
+        caps = {"iterations": MAX_ITERATIONS, "batch_size": MAX_BATCH_SIZE, "d_steps": MAX_STEPS, "g_steps": MAX_STEPS, "z_dim": MAX_Z_DIM, "log_every": MAX_ITERATIONS}
+        for key, cap in caps.items():
+            _check_range(f"train.{key}", getattr(self, key), 1, cap)
         for key in ("lr", "init_std", "divergence_loss"):
-            if not getattr(self, key) > 0:
-                raise SpaceError(f"train.{key}: must be > 0, got {getattr(self, key)}")
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise SpaceError(f"train.{key}: must be a finite number > 0, got {getattr(self, key)}")
         for key in ("beta1", "beta2"):
             if not 0 <= getattr(self, key) < 1:
                 raise SpaceError(f"train.{key}: must be in [0, 1), got {getattr(self, key)}")
@@ -130,8 +142,11 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         _check_types(self, "quality")
-        _check_range("quality.n_samples", self.n_samples, 2, 10**7)
+        _check_range("quality.n_samples", self.n_samples, 2, MAX_SAMPLES)
         _check_range("quality.min_classes", self.min_classes, 0, 10)
+        for key in ("max_fid", "min_entropy"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise SpaceError(f"quality.{key}: must be a finite number >= 0, got {getattr(self, key)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "quality") -> QualityConfig:
@@ -210,19 +225,90 @@ def load_arch(path: str | Path) -> tuple[DiscriminatorSpec, TrainConfig | None, 
 
 
 def read_yaml(path: str | Path) -> dict:
-    """Parse a YAML mapping, turning every failure into one SpaceError line."""
+    """Parse a YAML mapping, turning every failure into one SpaceError line.
+
+    Only regular files up to MAX_YAML_BYTES are opened (a FIFO would block, /dev/zero never
+    ends); nesting beyond MAX_YAML_DEPTH and duplicate keys are refused while parsing.
+    """
     path = Path(path)
+    text = _read_text(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise SpaceError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        raise SpaceError(f"{path}: not valid YAML{at}: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}") from None
+    except RecursionError:
+        raise SpaceError(f"{path}: nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a date like 2024-02-30
+        raise SpaceError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if _height(doc, {}, 0) > MAX_YAML_DEPTH:  # aliases nest without the parser seeing it
+        raise SpaceError(f"{path}: nested deeper than {MAX_YAML_DEPTH} levels (through aliases)")
     return mapping(doc, str(path))
+
+
+def _height(value: Any, memo: dict[int, int], level: int) -> int:
+    """Nesting height of a parsed document; stops past the limit (so cycles end too)."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    if id(value) in memo:
+        return memo[id(value)]
+    if level > MAX_YAML_DEPTH:
+        return MAX_YAML_DEPTH + 1
+    children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+    memo[id(value)] = height = 1 + max((_height(c, memo, level + 1) for c in children), default=0)
+    return height
+
+
+def _read_text(path: Path) -> str:
+    try:
+        info = path.stat()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise SpaceError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SpaceError(f"{path}: not a regular file (a YAML file is expected)")
+    if info.st_size > MAX_YAML_BYTES:
+        raise SpaceError(f"{path}: {info.st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML file may have")
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0))) as f:
+            data = f.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_YAML_BYTES:
+        raise SpaceError(f"{path}: more than the {MAX_YAML_BYTES:,} bytes a YAML file may have")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (silently last-wins otherwise) and deep nesting."""
+
+    def compose_node(self, parent, index):
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH + 1:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges; SafeLoader resolves it
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: SafeLoader names it below
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 # ---------------------------------------------------------------- validation helpers

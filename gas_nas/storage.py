@@ -11,7 +11,7 @@ import re
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from gas_nas.errors import StorageError
 
@@ -19,16 +19,38 @@ DEFAULT_SQLITE = "sqlite:///studies/gas.db"
 DEFAULT_JOURNAL = "studies/gas.journal"
 DEFAULT_ARTIFACTS = "studies/artifacts"
 SCHEMA_ATTEMPTS = 5
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
+# scheme://user:PASSWORD@ : greedy to the token's last "@", so an unencoded "@" in a password hides its tail too.
+_USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<tail>@)", re.I)
+# ?password=..., &sslpassword=..., passfile=... (query parameters, or libpq's "key=value" form in messages).
+_PARAM = re.compile(r"(?P<head>(?:^|[?&;\s])(?P<key>[^=&;\s?]+)=)(?P<value>[^&;\s#]*)")
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token|sslkey", re.I)
+MIN_LITERAL = 3  # shorter secrets are hidden only where they sit in a URL (else every "a" would go)
 
 
 def redact(text: str, url: str | None = None) -> str:
-    """Hide the password of every URL in `text` (and the literal password of `url`, wherever it appears)."""
-    if url:
-        password = urlsplit(url).password
-        if password:
-            text = text.replace(password, "***")
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    """Hide every password in `text`: in URL userinfo, in secret-looking query parameters, and
+    (literally, raw and percent-decoded) those of `url`, which defaults to `text` itself."""
+    for secret in sorted(url_secrets(text if url is None else url), key=len, reverse=True):
+        if len(secret) >= MIN_LITERAL:
+            text = text.replace(secret, "***")
+    text = _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    return _PARAM.sub(lambda m: f"{m['head']}***" if _SECRET_KEY.search(unquote(m["key"])) and m["value"] else m[0], text)
+
+
+def url_secrets(url: str) -> set[str]:
+    """The password and secret query values of a storage URL, as written and percent-decoded."""
+    found: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        found.add(parts.password or "")
+        if re.fullmatch(r"[a-z][a-z0-9+.\-]*://\S*", url, re.I):  # "u:p#w/x@host": urlsplit stops at '#' or '/'
+            found.add(url.split("://", 1)[1].rpartition("@")[0].partition(":")[2])
+        found.update(v for k, v in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_KEY.search(k))
+    except ValueError:  # e.g. an invalid port or IPv6 literal: the regexes still apply
+        pass
+    found.update(m["value"] for m in _PARAM.finditer(url) if _SECRET_KEY.search(unquote(m["key"])))
+    forms = {form for s in found if s for form in (s, unquote(s))}
+    return forms | {form.split("@", i)[-1] for form in forms for i in range(1, form.count("@") + 1)}  # "p@ss@word": a driver may show "ss@word"
 
 
 def error_line(exc: BaseException, url: str) -> str:
@@ -38,7 +60,7 @@ def error_line(exc: BaseException, url: str) -> str:
 
 
 def is_journal(url: str) -> bool:
-    return url.startswith("journal:") or url.endswith(".journal")
+    return url.startswith("journal:") or ("://" not in url and url.endswith(".journal"))
 
 
 def journal_path(url: str) -> Path:
@@ -62,7 +84,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         except Exception as exc:  # noqa: BLE001 - surfaced as one line
             raise StorageError(f"cannot open journal storage {path}: {error_line(exc, url)}") from None
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     if not scheme or "://" not in url:
         raise StorageError(f"storage URL {redact(url)!r} is not a URL: use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
     if scheme == "sqlite":
@@ -90,6 +112,83 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+OPTUNA_TABLES = {"studies", "version_info"}  # present in every Optuna RDB storage
+
+
+def check_existing(url: str) -> None:
+    """For read-only commands: the storage must already exist and be Optuna's, checked without
+    creating or changing anything (Optuna would otherwise add its tables to any database)."""
+    if is_journal(url):
+        path = journal_path(url)
+        _check_file(path, url)
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        if not first.startswith(b'{"op_code"'):
+            raise StorageError(f"{path} is not an Optuna journal (storage {redact(url)}); refusing to touch it")
+        return
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        db = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+        if not db or db == ":memory:":
+            raise StorageError(f"storage {redact(url)} holds no studies: give the sqlite:///PATH of an existing study database")
+        path = Path(db.partition("?")[0])
+        _check_file(path, url)
+        tables = _sqlite_tables(path, url)
+    else:
+        tables = _rdb_tables(url)
+    if not OPTUNA_TABLES <= tables:
+        raise StorageError(f"storage {redact(url)} is not a gas-nas/Optuna storage (no Optuna tables); refusing to touch it")
+
+
+def _check_file(path: Path, url: str) -> None:
+    if not path.exists():
+        raise StorageError(f"storage {redact(url)}: {path} does not exist (show, export and dashboard read an existing study)")
+    if not path.is_file():
+        raise StorageError(f"storage {redact(url)}: {path} is not a regular file")
+
+
+def _sqlite_tables(path: Path, url: str) -> set[str]:
+    """Table names, read through a read-only connection (no file, journal or table is created)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise StorageError(f"{path} is not an SQLite database (storage {redact(url)}); refusing to touch it")
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+def _rdb_tables(url: str) -> set[str]:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - driver errors carry multi-line text and the URL
+        raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, after refusing a password with an unencoded '@' (drivers would read its
+    tail as the host name and print it)."""
+    if "://" in url and url.split("://", 1)[1].split("/", 1)[0].count("@") > 1:
+        raise StorageError(f"storage URL {redact(url)!r}: more than one '@' before the host; percent-encode '@' in a user name or password as %40")
+    try:
+        return urlsplit(url).scheme
+    except ValueError as exc:
+        raise StorageError(f"storage URL {redact(url)!r} cannot be parsed ({exc})") from None
 
 
 def _schema_race(exc: Exception) -> bool:

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import optuna
 import pytest
 from conftest import write_tiny_space
 
@@ -60,7 +61,9 @@ def _cases(root: Path) -> dict[str, tuple[list[str], Path, str]]:
     file_dir = root / "studies-is-a-file"
     file_dir.mkdir()
     (file_dir / "studies").write_text("not a directory\n")
-    db = f"sqlite:///{root / 'empty' / 'gas.db'}"
+    db = f"sqlite:///{root / 'other' / 'gas.db'}"
+    (root / "other").mkdir()
+    optuna.create_study(storage=db, study_name="other")  # read-only commands need an existing storage
     return {
         "not-a-url": (["search", "--storage", "not-a-url", "--trials", "1"], root, "is not a URL"),
         "sqlite-one-slash": (["search", "--storage", "sqlite:/x", "--trials", "1"], root, "is not a URL"),
@@ -82,9 +85,8 @@ def cli_errors(tmp_path_factory) -> dict[str, tuple[int, str, str, str]]:
     (started together: each pays torch's import), the others through `main()` in this process,
     with Python warnings counted as stderr lines as an interpreter would print them."""
     root = tmp_path_factory.mktemp("cli-errors")
-    empty_data = root / "no-mnist"
-    empty_data.mkdir()
-    env = {**os.environ, "GAS_NAS_DATA": str(empty_data), "GAS_NAS_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1"}
+    # No named MNIST folder (one would be checked before the storage); an empty default cache.
+    env = {k: v for k, v in os.environ.items() if k != "GAS_NAS_DATA"} | {"XDG_CACHE_HOME": str(root / "xdg"), "GAS_NAS_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1"}
     cases = _cases(root)
     assert sorted(cases) == sorted(CASE_NAMES)
     procs = {
@@ -94,7 +96,8 @@ def cli_errors(tmp_path_factory) -> dict[str, tuple[int, str, str, str]]:
     }
     results = {}
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("GAS_NAS_DATA", "GAS_NAS_CACHE"):
+        mp.delenv("GAS_NAS_DATA", raising=False)
+        for key in ("XDG_CACHE_HOME", "GAS_NAS_CACHE"):
             mp.setenv(key, env[key])
         for name, (args, cwd, fragment) in cases.items():
             if name in SUBPROCESS_CASES:
@@ -158,3 +161,43 @@ def test_password_never_printed_or_written(tmp_path, cli_env, capfd):
     assert [p for p in written if "artifacts" in p.parts]  # the trial's sample grid and loss curves
     leaks = [str(p) for p in written if password.encode() in p.read_bytes()]
     assert not leaks, f"password written into {leaks}"
+
+
+# ---------------------------------------------------------------- every form a password can take
+
+PASSWORD_FORMS = {
+    "userinfo": f"postgresql://u:{SECRET}@127.0.0.1:1/db",
+    "percent-encoded": f"postgresql://u:p%40{SECRET}%2F@127.0.0.1:1/db",
+    "encoded-letters": "postgresql://u:%68%75%6e%74%65%72%32%73%65%63%72%65%74@127.0.0.1:1/db",
+    "unencoded-at": f"postgresql://u:p@ss@{SECRET}@127.0.0.1:1/db",
+    "unencoded-slash-hash": f"postgresql://u:a/b#{SECRET}@127.0.0.1:1/db",
+    "driver-scheme": f"postgresql+psycopg://u:{SECRET}@127.0.0.1:1/db",
+    "query-password": f"postgresql://u@127.0.0.1:1/db?password={SECRET}",
+    "query-upper-case": f"postgresql://u@127.0.0.1:1/db?connect_timeout=2&PASSWORD={SECRET}",
+    "query-sslpassword": f"postgresql://u@127.0.0.1:1/db?sslmode=prefer&sslpassword={SECRET}",
+    "query-passfile": f"postgresql://u@127.0.0.1:1/db?passfile=/home/{SECRET}/.pgpass",
+    "query-encoded-key": f"postgresql://u@127.0.0.1:1/db?pass%77ord={SECRET}",
+    "query-and-userinfo": f"postgresql://u:{SECRET}@127.0.0.1:1/db?password={SECRET}x",
+    "bad-port": f"postgresql://u:{SECRET}@127.0.0.1:99999/db",
+}
+
+
+@pytest.mark.parametrize("form", sorted(PASSWORD_FORMS))
+def test_redact_hides_every_password_form(form):
+    url = PASSWORD_FORMS[form]
+    for text in (url, f"could not connect to {url} (retrying)", f"{url!r}"):
+        shown = redact(text, url)
+        assert SECRET not in shown and "hunter" not in shown and "***" in shown, shown
+    assert SECRET not in redact(url) and "***" in redact(url)
+
+
+@pytest.mark.parametrize("form", sorted(PASSWORD_FORMS))
+@pytest.mark.parametrize("command", [["show", "--study", "x"], ["search", "--trials", "1"]])
+def test_password_from_environment_never_printed(tmp_path, monkeypatch, capsys, form, command):
+    monkeypatch.setenv("GAS_NAS_STORAGE", PASSWORD_FORMS[form])
+    monkeypatch.setenv("GAS_NAS_DATA", str(tmp_path))  # no MNIST: nothing may get as far as training
+    monkeypatch.chdir(tmp_path)
+    code = main([*command, "--artifacts", str(tmp_path / "art")])
+    captured = capsys.readouterr()
+    assert code == 2 and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "hunter" not in captured.out + captured.err
