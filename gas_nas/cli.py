@@ -343,9 +343,9 @@ class Dashboard(Command):
         parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
 
     def run(self, args, console):
-        import optuna_dashboard
         from optuna.artifacts import FileSystemArtifactStore
 
+        from gas_nas.dashboard import serve
         from gas_nas.search import load_existing
         from gas_nas.storage import DEFAULT_ARTIFACTS
 
@@ -353,7 +353,7 @@ class Dashboard(Command):
         artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)
         artifacts.mkdir(parents=True, exist_ok=True)
         console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
-        optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(str(artifacts)))
+        serve(study._storage, args.host, args.port, artifact_store=FileSystemArtifactStore(str(artifacts)))
         return 0
 
 

@@ -18,6 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from gas_nas.dashboard import after_trial, set_constraints
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
@@ -172,8 +173,7 @@ class Objective:
         if m.status != "complete":
             raise self._fail(trial, m.reason)
         reasons = m.violations(self.space.quality)
-        for name, value in zip(("fid", "classes", "entropy", "finished"), m.constraints(self.space.quality)):
-            trial.set_constraint(name, value)
+        set_constraints(trial, dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(self.space.quality))))
         trial.set_user_attr("feasible", not reasons)
         trial.set_user_attr("infeasible_reason", "; ".join(reasons))
         size = m.peak_mb if self.space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
@@ -216,7 +216,7 @@ def load_resources(device: torch.device, data_dir: str | None) -> Resources:
 def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, resources: Resources, n_trials: int | None, until: int | None = None) -> None:
     """Run trials in this process: `n_trials` more, or until the study has `until` complete ones."""
     objective = Objective(space, opts, resources)
-    callbacks = list(opts.callbacks)
+    callbacks = [after_trial, *opts.callbacks]  # the dashboard's note and plot first, then progress lines
     func: Callable = objective
     if until is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(until, states=(TrialState.COMPLETE,)))
