@@ -193,7 +193,7 @@ class Search(Command):
     def run(self, args, console):
         import optuna
 
-        from gas_nas.progress import SearchProgress
+        from gas_nas.progress import SearchProgress, study_status
         from gas_nas.search import SearchOptions, load_resources, open_study, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
@@ -209,11 +209,14 @@ class Search(Command):
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
-        before = len(study.trials)
         resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
-            console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
-        with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
+            console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}")
+            complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
+            if hint:
+                console.print(hint)
+        with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until) as progress:
             opts = SearchOptions(
                 seed=args.seed, artifacts=args.artifacts or DEFAULT_ARTIFACTS, on_iteration=progress.on_iteration,
                 on_trial_start=progress.on_trial_start, callbacks=[progress],
@@ -234,6 +237,16 @@ class Search(Command):
         return 0
 
 
+def _cpu_hint(space, res, device, trials: int) -> str | None:
+    """On a CPU, time a few iterations of the first paper case; a line if the search takes hours."""
+    from gas_nas.progress import slow_search_hint
+    from gas_nas.train import seconds_per_trial
+
+    if device.type != "cpu" or trials < 1:
+        return None
+    return slow_search_hint(seconds_per_trial(space.cases[0].spec, space.train, res.real), trials, space.train.iterations)
+
+
 def _start_workers(args, storage: str, study_name: str, n_trials: int | None) -> list:
     """`--jobs K`: K-1 more `gas-nas search` processes on the same study (stdout quiet, errors shown)."""
     import subprocess
@@ -249,6 +262,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
+    from gas_nas.progress import no_feasible_line
     from gas_nas.search import case_trials, front, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
@@ -272,6 +286,8 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
             print(" ".join(str(c) for c in [r["trial"], r["case"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
     else:
         console.print(table)
+    if not best:
+        print(no_feasible_line(study), flush=True)
 
 
 class Show(Command):
@@ -357,6 +373,7 @@ class Dashboard(Command):
         return 0
 
 
+PIPE_WIDTH = 200  # rich lays out for 80 columns when stdout is no terminal and cuts table headers
 COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Dashboard]
 
 
@@ -374,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
     try:
         return args._command.run(args, console)
     except GasNasError as exc:
