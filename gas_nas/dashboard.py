@@ -90,7 +90,7 @@ def trial_note(trial: FrozenTrial) -> str:
         ("class entropy", _join(_fmt(a.get("entropy"), ".2f"), "nats (even: 2.30)")),
         ("imbalance", _join(_fmt(a.get("imbalance"), ".3f"), f"(D loss {_fmt(a.get('d_loss'), '.3f')}, G loss {_fmt(a.get('g_loss'), '.3f')}; equilibrium 0.25 / 0.125)")),
         ("size", _join(_fmt(a.get("d_param_mb"), ".3f"), f"MB ({_fmt(a.get('d_params'), ',d')} parameters)")),
-        ("paper MB", _fmt(a.get("paper_mb"), "g")),
+        ("paper's MB", _join(_fmt(a.get("paper_mb"), "g"), "(GPU memory the paper reported, TensorFlow)")),
         ("iterations", _fmt(a.get("iterations"), "d")),
         ("seconds", _fmt(a.get("seconds"), ".1f")),
         ("device", a.get("device") or "-"),
@@ -152,8 +152,8 @@ def study_figure(study: optuna.Study):
     feasible = len(groups["feasible"])
     complete = feasible + len(groups["infeasible"])
     fig.update_layout(
-        title=f"{names[0]} vs {names[1]}: {feasible} of {complete} complete trials feasible, {len(front)} on the front",
-        xaxis=dict(title=f"{names[0]} (log)", type="log"), yaxis=dict(title=names[1]), template="none",
+        title=dict(text=f"{names[0]} vs {names[1]}: {feasible}/{complete} feasible, {len(front)} on the front", x=0.02, font=dict(size=14)),
+        xaxis=dict(title=f"{names[0]} (log)", type="log"), yaxis=dict(title=f"{names[1]} (log)", type="log"), template="none",
         legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=50, b=60),
     )
     return fig

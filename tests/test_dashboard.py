@@ -103,4 +103,4 @@ def test_study_plot_labels_cases_greys_infeasible_and_draws_the_front(detail_and
     assert traces["infeasible"]["marker"]["color"] == traces["failed"]["marker"]["color"] != traces["feasible"]["marker"]["color"]
     assert traces["feasible front"]["x"] == [1.0, 2.0] and traces["feasible front"]["mode"] == "lines+markers"
     assert traces["paper cases"]["text"] == ["1 original", "2 depthwise separable"]
-    assert "3 of 4 complete trials feasible, 2 on the front" in graphs[PLOT_ID]["layout"]["title"]["text"]
+    assert "3/4 feasible, 2 on the front" in graphs[PLOT_ID]["layout"]["title"]["text"]
