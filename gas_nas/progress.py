@@ -64,7 +64,6 @@ class SearchProgress:
         elif not self.quiet or trial.state != TrialState.COMPLETE:
             print(line, flush=True)
 
-
     def _left(self, study: optuna.Study) -> int:
         """Trials still to run: of this process's N, or complete ones the study lacks (--until)."""
         if self.until is not None:
@@ -100,8 +99,10 @@ def study_status(study: optuna.Study) -> str:
     if len(queued) == len(trials):
         return f"new study; the {cases} paper cases are queued as its first trials" if cases == len(queued) else f"new study; {len(queued)} trials queued"
     counts = Counter(t.state.name.lower() for t in trials if t.state != TrialState.WAITING)
-    done = ", ".join(f"{n} {state}" for state, n in counts.items())
-    return done + (f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "") if queued else "")
+    line = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if queued:
+        line += f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "")
+    return line
 
 
 def no_feasible_line(study: optuna.Study) -> str | None:
