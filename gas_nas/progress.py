@@ -98,7 +98,7 @@ def study_status(study: optuna.Study) -> str:
     cases = sum(1 for t in queued if t.user_attrs.get("case"))
     if len(queued) == len(trials):
         return f"new study; the {cases} paper cases are queued as its first trials" if cases == len(queued) else f"new study; {len(queued)} trials queued"
-    counts = Counter(t.state.name.lower() for t in trials if t.state != TrialState.WAITING)
+    counts = Counter("failed" if t.state == TrialState.FAIL else t.state.name.lower() for t in trials if t.state != TrialState.WAITING)
     line = ", ".join(f"{n} {state}" for state, n in counts.items())
     if queued:
         line += f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "")
