@@ -254,8 +254,8 @@ class Search(Command):
     def run(self, args, console):
         import optuna
 
-        from gas_nas.progress import SearchProgress
         from gas_nas.interrupt import StopRequest
+        from gas_nas.progress import SearchProgress, study_status
         from gas_nas.search import Interrupted, SearchOptions, load_resources, open_study, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
@@ -276,12 +276,15 @@ class Search(Command):
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
-        before = len(study.trials)
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
         resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
-            console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
-        with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
+            console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
+            complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
+            if hint:
+                console.print(hint)
+        with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until) as progress:
             stop = StopRequest()
             opts = SearchOptions(
                 seed=args.seed, artifacts=artifacts, cohort=cohort, on_iteration=progress.on_iteration,
@@ -305,6 +308,18 @@ class Search(Command):
         return 0
 
 
+def _cpu_hint(space, res, device, trials: int) -> str | None:
+    """On a CPU, time a few iterations of the first paper case; a line if the search takes hours."""
+    from gas_nas.progress import slow_search_hint
+    from gas_nas.spec import DiscriminatorSpec
+    from gas_nas.train import seconds_per_trial
+
+    if device.type != "cpu" or trials < 1:
+        return None
+    spec = space.cases[0].spec if space.cases else DiscriminatorSpec()
+    return slow_search_hint(seconds_per_trial(spec, space.train, res.real), trials, space.train.iterations)
+
+
 def _start_workers(args, storage: str, study_name: str, n_trials: int | None) -> list:
     """`--jobs K`: K-1 more `gas-nas search` processes on the same study (stdout quiet, errors shown)."""
     import subprocess
@@ -320,6 +335,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
+    from gas_nas.progress import no_feasible_line
     from gas_nas.search import case_trials, front, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
@@ -343,6 +359,8 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
             print(" ".join(str(c) for c in [r["trial"], r["case"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
     else:
         console.print(table)
+    if not best:
+        print(no_feasible_line(study), flush=True)
 
 
 class Show(Command):
@@ -376,6 +394,7 @@ class Export(Command):
         parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     def run(self, args, console):
+        from gas_nas.record import TrialRecord
         from gas_nas.search import load_existing, pick_trial, trial_spec
         from gas_nas.spec import TrainConfig, save_arch
         from gas_nas.storage import redact
@@ -390,22 +409,23 @@ class Export(Command):
             if not match:
                 raise GasNasError(f"study {study.study_name!r} has no trial {args.trial} (it has {len(study.trials)})")
             trial = match[0]
+        record = TrialRecord.of(trial)
         if trial.state.name != "COMPLETE":
-            reason = trial.user_attrs.get("fail_reason")
-            raise GasNasError(f"trial {trial.number} is {trial.state.name}{': ' + str(reason) if reason else ''}; only a COMPLETE trial has a trained result to export")
-        if trial.user_attrs.get("feasible") is False:
-            why = trial.user_attrs.get("infeasible_reason") or "quality guard"
+            reason = record.fail_reason
+            raise GasNasError(f"trial {trial.number} is {trial.state.name}{': ' + reason if reason else ''}; only a COMPLETE trial has a trained result to export")
+        if record.feasible is False:
+            why = record.infeasible_reason or "quality guard"
             print(f"gas-nas: warning: trial {trial.number} is infeasible ({why}); exporting it anyway", file=sys.stderr)
         spec = trial_spec(trial)
-        a = trial.user_attrs
         names = study.metric_names or []
+        m = record.metrics
         meta = {
             "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
-            "case": a.get("case"), "pick": args.pick,
+            "case": record.case, "pick": args.pick,
             "objectives": dict(zip(names, trial.values or [])),
-            "metrics": {k: a.get(k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "feasible", "iterations", "seed")},
+            "metrics": {k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "iterations", "seed")} | {"feasible": record.feasible},
         }
-        train = TrainConfig.from_dict({k: v for k, v in a.get("train", {}).items()}) if a.get("train") else None
+        train = TrainConfig.from_dict(record.train) if record.train else None
         path = save_arch(args.output, spec, train, meta)
         console.print(f"wrote trial {trial.number} of {study.study_name!r} to {path}")
         return 0
@@ -422,9 +442,9 @@ class Dashboard(Command):
         parser.add_argument("--port", type=int_in(1, 65535), default=8080, help="port, 1..65535 (default: 8080)")
 
     def run(self, args, console):
-        import optuna_dashboard
         from optuna.artifacts import FileSystemArtifactStore
 
+        from gas_nas.dashboard import serve
         from gas_nas.search import load_existing
         from gas_nas.storage import DEFAULT_ARTIFACTS
 
@@ -436,7 +456,7 @@ class Dashboard(Command):
             print(f"gas-nas: warning: --host {args.host} is not loopback: anyone who can reach port {args.port} can read and change study {study.study_name!r}", file=sys.stderr)
         console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
         try:
-            optuna_dashboard.run_server(study._storage, host=args.host, port=args.port, artifact_store=store)
+            serve(study._storage, args.host, args.port, artifact_store=store)
         except OSError as exc:
             raise GasNasError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
         return 0
@@ -461,6 +481,7 @@ def _check_listen(host: str, port: int) -> bool:
     return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
+PIPE_WIDTH = 200  # rich lays out for 80 columns when stdout is no terminal and cuts table headers
 COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Dashboard]
 
 
@@ -497,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         return args._command.run(args, console)

@@ -7,20 +7,25 @@ interval), never by Optuna's own `show_progress_bar`.
 from __future__ import annotations
 
 import math
+import time
+from collections import Counter
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from gas_nas.record import TrialRecord
+
 
 class SearchProgress:
     """Use as a context manager; pass `on_iteration`, `on_trial_start` and itself (a callback) to the search."""
 
-    def __init__(self, console: Console, total: int | None, quiet: bool = False):
-        self.console, self.total, self.quiet = console, total, quiet
+    def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None):
+        self.console, self.total, self.quiet, self.until = console, total, quiet, until
         self.fancy = console.is_terminal and not quiet
         self.done = 0
+        self.started = time.monotonic()  # wall time per finished trial estimates the rest (cohorts share it)
         self.bars: Progress | None = None
 
     def __enter__(self) -> SearchProgress:
@@ -49,25 +54,89 @@ class SearchProgress:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after every finished trial."""
         self.done += 1
+        m = TrialRecord.of(trial).metrics
+        seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
         front = len(study.best_trials)
         if self.bars is not None:
             self.bars.update(self.trials, advance=1, description=f"trials (front: {front})")
-        line = trial_line(study, trial)
+        left = self._left(study)
+        rest = f", about {human_time((time.monotonic() - self.started) / self.done * left)} left for {left} more" if left else ""
+        line = f"{trial_line(study, trial)}; took {human_time(seconds)}{rest}"
         if self.bars is not None:
             self.bars.console.print(line, highlight=False)
         elif not self.quiet or trial.state != TrialState.COMPLETE:
             print(line, flush=True)
 
+    def _left(self, study: optuna.Study) -> int:
+        """Trials still to run: of this process's N, or complete ones the study lacks (--until)."""
+        if self.until is not None:
+            return max(self.until - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), 0)
+        return max((self.total or 0) - self.done, 0)
+
+
+def human_time(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+SLOW_SEARCH_S = 3600.0  # a search expected to run longer than this gets a hint before its first trial
+
+
+def slow_search_hint(trial_seconds: float, trials: int, iterations: int) -> str | None:
+    """Before a long CPU search: how long a trial takes here, and how to take a quick look first."""
+    if trial_seconds * trials < SLOW_SEARCH_S:
+        return None
+    quick = max(iterations // 20, 1)
+    return (f"on this machine a trial of the original GAS discriminator at {iterations} iterations takes about {human_time(trial_seconds)}, "
+            f"so {trials} trials take about {human_time(trial_seconds * trials)}; --iterations {quick} gives a quick look first")
+
+
+def study_status(study: optuna.Study) -> str:
+    """What the study holds before this process runs: new (paper cases queued) or counts by state."""
+    trials = study.get_trials(deepcopy=False)
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    cases = sum(1 for t in queued if TrialRecord.of(t).case)
+    if len(queued) == len(trials):
+        return f"new study; the {cases} paper cases are queued as its first trials" if cases == len(queued) else f"new study; {len(queued)} trials queued"
+    counts = Counter("failed" if t.state == TrialState.FAIL else t.state.name.lower() for t in trials if t.state != TrialState.WAITING)
+    line = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if queued:
+        line += f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "")
+    return line
+
+
+def no_feasible_line(study: optuna.Study) -> str | None:
+    """When the front is empty: say so, and which complete trial came closest (fewest failed
+    checks, then lowest Fréchet distance) with its reasons."""
+    if study.best_trials:
+        return None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "no complete trial yet, so no Pareto front"
+    best = min(complete, key=_closeness)
+    r = TrialRecord.of(best)
+    case = f" [{r.case}]" if r.case else ""
+    return (f"no feasible trial: all {len(complete)} complete trials fail the quality guard (the space's `quality` thresholds); "
+            f"closest is trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'}")
+
+
+def _closeness(t: FrozenTrial) -> tuple:
+    r = TrialRecord.of(t)
+    return (len(r.infeasible_reason.split("; ")), r.metrics.fid if r.metrics else math.inf)
+
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     """One short plain line: number, case, state, objectives, quality verdict or failure reason."""
-    a = trial.user_attrs
-    head = f"trial {trial.number}" + (f" [{a['case']}]" if a.get("case") else "") + f" {trial.state.name}"
+    r = TrialRecord.of(trial)
+    head = f"trial {trial.number}" + (f" [{r.case}]" if r.case else "") + f" {trial.state.name}"
     if trial.state == TrialState.COMPLETE:
         names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
         vals = " ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))
-        fid = a.get("fid")
-        quality = f" fid={fid:.1f} classes={a.get('classes')}" if isinstance(fid, float) and math.isfinite(fid) else ""
-        verdict = "feasible" if a.get("feasible") else f"infeasible ({a.get('infeasible_reason')})"
+        m = r.metrics
+        quality = f" fid={m.fid:.1f} classes={m.classes}" if m and math.isfinite(m.fid) else ""
+        verdict = "feasible" if r.feasible else f"infeasible ({r.infeasible_reason})"
         return f"{head} {vals}{quality} {verdict}"
-    return f"{head}: {a.get('fail_reason') or 'no reason recorded'}"
+    return f"{head}: {r.fail_reason or 'no reason recorded'}"

@@ -36,10 +36,11 @@ class TrialRecord:
 
     def to_attrs(self) -> dict[str, Any]:
         """User attributes for the fields that are set (so a partial record adds, never erases)."""
-        attrs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
+        attrs = {k: v for k, v in own.items() if v is not None and v != ""}
         if self.metrics is not None:
             attrs.update({k: _jsonable(v) for k, v in self.metrics.to_dict().items()})
-        return {k: v for k, v in attrs.items() if v is not None and v != ""}
+        return attrs
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:

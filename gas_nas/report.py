@@ -13,6 +13,7 @@ from gas_nas.train import TrialOutcome
 
 SAMPLES_PNG = "samples.png"
 LOSSES_PNG = "losses.png"
+FEW_POINTS = 50  # up to this many logged points, each is drawn as a marker too
 
 
 def save_grid(images: torch.Tensor, path: Path) -> Path:
@@ -23,14 +24,25 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
 
 def save_loss_plot(metrics: dict, path: Path, title: str = "") -> Path:
     """D and G loss per log interval, with the LSGAN equilibrium levels (0.25, 0.125) dashed."""
+    import matplotlib.pyplot as plt
+
+    fig = loss_figure(metrics, title)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def loss_figure(metrics: dict, title: str = ""):
+    """The loss-curve figure; few logged points get markers (one point alone draws no line)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(metrics["log_steps"], metrics["d_losses"], label="D loss")
-    ax.plot(metrics["log_steps"], metrics["g_losses"], label="G loss")
+    marker = "o" if len(metrics["log_steps"]) <= FEW_POINTS else None
+    ax.plot(metrics["log_steps"], metrics["d_losses"], label="D loss", marker=marker, markersize=4)
+    ax.plot(metrics["log_steps"], metrics["g_losses"], label="G loss", marker=marker, markersize=4)
     ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="D at equilibrium")
     ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="G at equilibrium")
     ax.set_xlabel("iteration")
@@ -38,9 +50,7 @@ def save_loss_plot(metrics: dict, path: Path, title: str = "") -> Path:
     ax.set_title(title or f"imbalance {metrics['imbalance']:.3f}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSpec, train: TrainConfig, title: str = "") -> dict[str, Path]:

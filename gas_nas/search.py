@@ -19,6 +19,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from gas_nas.dashboard import after_trial, set_constraints
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
@@ -260,8 +261,7 @@ def _tell_outcome(study, space, opts, store, trial, outcome, until) -> None:
     TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons)).write(trial)
     if m.status != "complete":
         return _tell_fail(study, trial, m.reason, opts)
-    for name, value in zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality)):
-        trial.set_constraint(name, value)
+    set_constraints(trial, dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality))))
     size = m.peak_mb if space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
     values = [size, m.imbalance] + ([m.fid] if space.search.quality_objective == "fid" else [])
     if not all(map(math.isfinite, values)):
@@ -279,7 +279,7 @@ def _tell_fail(study, trial, reason: str, opts) -> None:
 
 def _tell(study, trial, opts, **kwargs) -> None:
     frozen = study.tell(trial, **kwargs)
-    for callback in opts.callbacks:
+    for callback in (after_trial, *opts.callbacks):  # the dashboard's note and plot, then progress lines
         callback(study, frozen)
 
 

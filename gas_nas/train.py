@@ -272,6 +272,17 @@ def train_gan(
     return cohort.generator(0), cohort.discriminators[0], dataclasses.asdict(hist)
 
 
+def seconds_per_trial(spec: DiscriminatorSpec, train: TrainConfig, real: torch.Tensor, *, timed: int = 3, seed: int = 0) -> float:
+    """About how long `train.iterations` iterations of `spec` take on `real`'s device, from
+    `timed` real ones after one untimed warm-up iteration (cheap: a few iterations)."""
+    stamps: list[float] = []
+    short = dataclasses.replace(train, iterations=1 + timed, log_every=1)
+    train_gan(spec, short, real, seed=seed, progress=lambda done, total: stamps.append(time.perf_counter()))
+    if len(stamps) < 2:  # diverged on the first iteration: nothing to time
+        return 0.0
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1) * train.iterations
+
+
 def _divergence(d_loss: float, g_loss: float, weight_max: float, limit: float) -> str:
     """Why training has diverged, or '' while it has not."""
     if not (math.isfinite(d_loss) and math.isfinite(g_loss)):

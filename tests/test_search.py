@@ -75,6 +75,31 @@ def test_output_is_plain_when_not_a_terminal(searched):
     out = searched["first"].stdout
     assert "trial 0 [1 original] COMPLETE d_size_mb=" in out
     assert "Pareto front" in out and "Trial 0 finished" not in out + searched["first"].stderr
+    header = next(line for line in out.splitlines() if "trial" in line and "case" in line and "┃" in line)
+    assert all(f" {col} " in header for col in ("d_size_mb", "imbalance", "fid", "classes", "params", "feasible"))  # no cut headers in a pipe
+
+
+def test_search_says_what_is_queued_and_how_long_the_rest_takes(searched):
+    first, second = searched["first"].stdout, searched["second"].stdout
+    assert "new study; the 6 paper cases are queued as its first trials" in first.splitlines()[0]
+    lines = [line for line in first.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 7 and all("; took " in line for line in lines)
+    assert "left for 6 more" in lines[0] and "left for 1 more" in lines[5] and "left" not in lines[6]
+    assert "7 complete" in second.splitlines()[0] and "queued" not in second.splitlines()[0]
+    assert "no feasible trial" not in first
+
+
+def test_dashboard_notes_and_plot_are_written_by_the_search(searched):
+    from gas_nas.dashboard import PLOT_ID
+
+    study = searched["study"]
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any(k.startswith(f"dashboard:plot_data:{PLOT_ID}:") for k in attrs)
+    for t in study.trials:
+        note = "".join(v for k, v in sorted(attrs.items()) if k.startswith(f"dashboard:{t._trial_id}:note_str:"))
+        assert f"### Trial {t.number}" in note and "**Feasible**" in note and "| device | cpu |" in note
+        case = t.user_attrs.get("case")
+        assert f"paper case {case}" in note if case else "paper case" not in note
 
 
 def test_show_json_lists_front_and_cases(searched):
@@ -109,6 +134,8 @@ def test_export_pick_refuses_when_nothing_is_feasible(tmp_path, cli_env):
     t = study.trials[0]
     assert t.user_attrs["feasible"] is False and "fid" in t.user_attrs["infeasible_reason"]
     assert study.best_trials == [] and t.constraints["fid"] > 0
+    first = gas_nas(["show", "--storage", storage], cli_env, tmp_path).stdout
+    assert "no feasible trial: all 1 complete trials fail the quality guard" in first and "closest is trial 0 [1 original]: fid" in first
     proc = gas_nas(["export", "--pick", "balanced", "--storage", storage, "-o", str(tmp_path / "x.yaml")], cli_env, tmp_path, check=False)
     assert proc.returncode == 2 and "no feasible" in proc.stderr and "Traceback" not in proc.stderr
 

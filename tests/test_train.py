@@ -103,3 +103,30 @@ def test_train_cli_offline_without_data_is_one_clear_line(tmp_path, cli_env):
     proc = subprocess.run([sys.executable, "-m", "gas_nas.cli", "train", "--arch", str(arch), "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "empty" in proc.stderr
+
+
+def test_trial_estimate_extrapolates_a_few_timed_iterations_to_the_budget(mnist, monkeypatch):
+    import types
+
+    import gas_nas.train as train_module
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: 0.5 * next(ticks)))  # 0.5 s per iteration
+    budget = dataclasses.replace(TINY, iterations=2000)
+    assert train_module.seconds_per_trial(DiscriminatorSpec(base_filters=8), budget, mnist[0]) == pytest.approx(1000.0)
+    assert next(ticks) == 4  # it trained 1 warm-up + 3 timed iterations, not the budget
+
+
+def test_loss_curve_with_one_logged_point_still_shows_d_and_g(tmp_path):
+    import numpy as np
+
+    from gas_nas.report import loss_figure
+
+    fig = loss_figure({"log_steps": [3], "d_losses": [0.6], "g_losses": [0.45], "imbalance": 1.0})
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    ax = fig.axes[0]
+    for y, colour in ((0.6, (31, 119, 180)), (0.45, (255, 127, 14))):  # matplotlib's C0 (D), C1 (G)
+        px, py = ax.transData.transform((3, y))
+        rgb = pixels[round(pixels.shape[0] - py), round(px), :3]
+        assert np.abs(rgb.astype(int) - colour).max() < 40, (y, rgb)
