@@ -423,7 +423,7 @@ class Export(Command):
             "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
             "case": record.case, "pick": args.pick,
             "objectives": dict(zip(names, trial.values or [])),
-            "metrics": {k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "iterations", "seed")} | {"feasible": record.feasible},
+            "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "iterations", "seed")} if m else {}) | {"feasible": record.feasible},
         }
         train = TrainConfig.from_dict(record.train) if record.train else None
         path = save_arch(args.output, spec, train, meta)
