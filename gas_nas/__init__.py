@@ -5,6 +5,7 @@ from __future__ import annotations
 from gas_nas.errors import DataError, GasNasError, SpaceError, StorageError
 from gas_nas.metrics import param_count, param_mb
 from gas_nas.models import build_discriminator, build_generator
+from gas_nas.recipes import RECIPES, Recipe, get_recipe
 from gas_nas.space import SearchSpace, load_space, sample
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, SearchConfig, TrainConfig, load_arch, save_arch
 
@@ -15,6 +16,8 @@ __all__ = [
     "DiscriminatorSpec",
     "GasNasError",
     "QualityConfig",
+    "RECIPES",
+    "Recipe",
     "SearchConfig",
     "SearchSpace",
     "SpaceError",
@@ -22,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "build_discriminator",
     "build_generator",
+    "get_recipe",
     "load_arch",
     "load_space",
     "param_count",

@@ -78,6 +78,9 @@ def _num(value) -> str:
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
+    from gas_nas.recipes import RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: from YAML; precedence: flags > arch file > space)")
     parser.add_argument("--iterations", type=positive_int, metavar="N", help="training iterations per trial (default: from YAML)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", help="batch size (default: from YAML)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
@@ -116,11 +119,19 @@ def _device(name: str):
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
-def _budget(train, args):
-    changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
+TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size"}
+
+
+def _train_config(args: argparse.Namespace, space, arch: str | None = None):
+    """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
+    from gas_nas.spec import resolve_train, train_section
+
+    layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
+    layers += [(flag, {key: getattr(args, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(args, key) is not None]
+    train, line = resolve_train(layers)
     if args.iterations is not None:
-        changes["log_every"] = min(train.log_every, args.iterations)
-    return dataclasses.replace(train, **changes)
+        train = dataclasses.replace(train, log_every=min(train.log_every, args.iterations))
+    return train, line
 
 
 class Train(Command):
@@ -142,11 +153,15 @@ class Train(Command):
         from gas_nas.spec import load_arch
         from gas_nas.train import run_trial
 
-        spec, train, _ = load_arch(args.arch)
+        spec, _, _ = load_arch(args.arch)
         space = load_space(args.space)
-        train = _budget(train or space.train, args)
+        train, line = _train_config(args, space, args.arch)
         device = _device(args.device)
         res = load_resources(device, args.data_dir)
+        if args.json:  # stdout is the JSON record
+            print(line, file=sys.stderr)
+        else:
+            console.print(line)
         progress = _iteration_bar(console, args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
@@ -199,7 +214,8 @@ class Search(Command):
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
 
         space = load_space(args.space)
-        space = dataclasses.replace(space, train=_budget(space.train, args))
+        train, line = _train_config(args, space)
+        space = dataclasses.replace(space, train=train)
         n_trials = args.trials if args.trials or args.until else 50
         storage = _storage(args)
         study_name = args.study or space.name
@@ -212,6 +228,7 @@ class Search(Command):
         before = len(study.trials)
         resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
+            console.print(line)
             console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
             opts = SearchOptions(
@@ -240,7 +257,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
 
     cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
-    for flag, value in (("--space", args.space), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts)):
         if value is not None:
             cmd += [flag, str(value)]

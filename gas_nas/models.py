@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gas_nas.blocks import DenseBlock, Transition, create_act, create_downsample, create_layer, create_norm
+from gas_nas.recipes import Init, trunc_normal_init
 from gas_nas.spec import DiscriminatorSpec
 
 IMAGE_SIZE = 28
@@ -82,22 +83,11 @@ class Generator(nn.Module):
         return self.body(self.fc(z).view(-1, 128, 7, 7))  # (B, 1, 28, 28)
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Truncated N(0, std) weights and zero biases, as GAS (TensorFlow) and DCGAN; norms start at identity."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02) -> Discriminator:
-    """Build, initialise and (for norm=spectral) spectrally normalise every conv and linear."""
+def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02, init: Init = trunc_normal_init) -> Discriminator:
+    """Build, initialise (`init`: the recipe's, GAS's by default) and (for norm=spectral)
+    spectrally normalise every conv and linear."""
     model = Discriminator(spec)
-    init_weights(model, init_std)
+    init(model, init_std)
     if spec.norm == "spectral":
         for m in list(model.modules()):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -105,7 +95,7 @@ def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02) -> Disc
     return model
 
 
-def build_generator(z_dim: int = 100, init_std: float = 0.02) -> Generator:
+def build_generator(z_dim: int = 100, init_std: float = 0.02, init: Init = trunc_normal_init) -> Generator:
     model = Generator(z_dim)
-    init_weights(model, init_std)
+    init(model, init_std)
     return model

@@ -20,6 +20,7 @@ from torch import nn
 from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
 from gas_nas.models import build_discriminator, build_generator
+from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -86,24 +87,6 @@ class TrialOutcome:
     grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
 
 
-def make_optimizer(params, train: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """RMSprop (GAS) or Adam (DCGAN); foreach kernels on CUDA, one fused launch per param group."""
-    foreach = device.type == "cuda"
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), foreach=foreach)
-    return torch.optim.RMSprop(params, lr=train.lr, foreach=foreach)
-
-
-def d_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """LSGAN discriminator loss, targets real 1 / fake 0 (mean over the batch)."""
-    return 0.5 * ((d_real - 1).square().mean() + d_fake.square().mean())
-
-
-def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
-    """LSGAN generator loss, target 1."""
-    return 0.5 * (d_fake - 1).square().mean()
-
-
 def train_gan(
     spec: DiscriminatorSpec,
     train: TrainConfig,
@@ -119,8 +102,9 @@ def train_gan(
     device = real.device
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    G = build_generator(train.z_dim, train.init_std).to(device)
-    D = build_discriminator(spec, train.init_std).to(device)
+    recipe = get_recipe(train.recipe)  # the loss and the init; its settings are already in `train`
+    G = build_generator(train.z_dim, train.init_std, recipe.init).to(device)
+    D = build_discriminator(spec, train.init_std, recipe.init).to(device)
     opt_g = make_optimizer(G.parameters(), train, device)
     opt_d = make_optimizer(D.parameters(), train, device)
     g_params = list(G.parameters())
@@ -139,13 +123,13 @@ def train_gan(
             x = real[torch.randint(0, n, (batch,), device=device, generator=gen)]
             with torch.no_grad():
                 fake = G(noise())
-            d_loss = d_loss_fn(D(x), D(fake))
+            d_loss = recipe.d_loss(D(x), D(fake))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
         # ---- generator: D(G(z)) -> 1; gradients flow through D but only G's are kept
         for _ in range(train.g_steps):
-            g_loss = g_loss_fn(D(G(noise())))
+            g_loss = recipe.g_loss(D(G(noise())))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward(inputs=g_params)
             opt_g.step()
