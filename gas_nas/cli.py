@@ -161,7 +161,7 @@ class Train(Command):
         if args.json:  # stdout is the JSON record
             print(line, file=sys.stderr)
         else:
-            console.print(line)
+            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
         progress = _iteration_bar(console, args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
@@ -228,7 +228,7 @@ class Search(Command):
         before = len(study.trials)
         resume = f"gas-nas search --storage {redact(storage)} --study {study_name}" + (f" --space {args.space}" if args.space else "")
         if not args.quiet:
-            console.print(line)
+            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {before} trials so far; device {device}")
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet) as progress:
             opts = SearchOptions(

@@ -159,7 +159,7 @@ def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig
     keys = ["recipe", "iterations", "batch_size"]
     keys += [k for k, v in train.to_dict().items() if k not in keys and (k in train.overrides or v != default[k])]
     parts = [f"{k} {_show(getattr(train, k))} ({source.get(k, 'default')})" for k in keys]
-    return train, f"training: {', '.join(parts)} [precedence: {TRAIN_PRECEDENCE}]"
+    return train, f"training: {', '.join(parts)}; precedence: {TRAIN_PRECEDENCE}"
 
 
 def _show(value: Any) -> str:

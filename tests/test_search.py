@@ -76,7 +76,7 @@ def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
 def test_output_is_plain_when_not_a_terminal(searched):
     out = searched["first"].stdout
     assert "trial 0 [1 original] COMPLETE d_size_mb=" in out
-    assert "training: recipe gas (space), iterations 3 (space), batch_size 8 (space)" in out  # which settings won
+    assert "training: recipe gas (space), iterations 3 (space), batch_size 8 (space), log_every 1 (space); precedence: flags > arch file > space" in out
     assert "Pareto front" in out and "Trial 0 finished" not in out + searched["first"].stderr
 
 
