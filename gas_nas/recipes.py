@@ -126,6 +126,7 @@ DCGAN = Recipe(
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN)}
+DEFAULT_RECIPE = GAS.name  # what a `train` section without `recipe` means
 
 
 def get_recipe(name: str, where: str = "recipe") -> Recipe:
@@ -135,4 +136,4 @@ def get_recipe(name: str, where: str = "recipe") -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["DCGAN", "GAS", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]
+__all__ = ["DCGAN", "DEFAULT_RECIPE", "GAS", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from gas_nas.errors import SpaceError
-from gas_nas.recipes import OPTIMIZERS, RECIPE_KEYS, get_recipe
+from gas_nas.recipes import DEFAULT_RECIPE, OPTIMIZERS, RECIPE_KEYS, get_recipe
 
 ARCH_FORMAT = "gas-nas/arch/v1"
 
@@ -85,7 +85,7 @@ class TrainConfig:
     `recipe` alone keeps the old recipe's values, as overrides.
     """
 
-    recipe: str = "gas"
+    recipe: str = DEFAULT_RECIPE
     iterations: int = 2000
     batch_size: int = 32
     d_steps: int | None = None  # recipe key
@@ -148,7 +148,8 @@ def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
     for label, data in layers:
-        if data.get("recipe", merged.get("recipe", "gas")) != merged.get("recipe", "gas"):
+        below = merged.get("recipe", DEFAULT_RECIPE)
+        if data.get("recipe", below) != below:
             for key in RECIPE_KEYS:
                 merged.pop(key, None)
                 source.pop(key, None)
