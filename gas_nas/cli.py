@@ -92,6 +92,9 @@ def _num(value) -> str:
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
+    from gas_nas.recipes import RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: from YAML; precedence: flags > arch file > space)")
     parser.add_argument("--iterations", type=int_in(1, MAX_ITERATIONS), metavar="N", help="training iterations per trial (default: from YAML)")
     parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N", help="batch size (default: from YAML)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
@@ -173,11 +176,19 @@ def _check_data(args: argparse.Namespace) -> None:
         resolve_data_dir(args.data_dir)
 
 
-def _budget(train, args):
-    changes = {k: v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size)) if v is not None}
+TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size"}
+
+
+def _train_config(args: argparse.Namespace, space, arch: str | None = None):
+    """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
+    from gas_nas.spec import resolve_train, train_section
+
+    layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
+    layers += [(flag, {key: getattr(args, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(args, key) is not None]
+    train, line = resolve_train(layers)
     if args.iterations is not None:
-        changes["log_every"] = min(train.log_every, args.iterations)
-    return dataclasses.replace(train, **changes)
+        train = dataclasses.replace(train, log_every=min(train.log_every, args.iterations))
+    return train, line
 
 
 class Train(Command):
@@ -200,12 +211,16 @@ class Train(Command):
         from gas_nas.train import run_trial
 
         check_output_dir(args.out, "--out")
-        spec, train, _ = load_arch(args.arch)
+        spec, _, _ = load_arch(args.arch)
         space = load_space(args.space)
-        train = _budget(train or space.train, args)
+        train, line = _train_config(args, space, args.arch)
         device = _device(args.device)
         _check_data(args)
         res = load_resources(device, args.data_dir)
+        if args.json:  # stdout is the JSON record
+            print(line, file=sys.stderr)
+        else:
+            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
         progress = _iteration_bar(console, args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
@@ -263,7 +278,8 @@ class Search(Command):
 
         artifacts = str(check_output_dir(args.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
         space = load_space(args.space)
-        space = dataclasses.replace(space, train=_budget(space.train, args))
+        train, line = _train_config(args, space)
+        space = dataclasses.replace(space, train=train)
         n_trials = args.trials if args.trials or args.until else 50
         storage = _storage(args)
         study_name = args.study or space.name
@@ -277,8 +293,9 @@ class Search(Command):
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
-        resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "")
+        resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "") + (f" --recipe {args.recipe}" if args.recipe else "")
         if not args.quiet:
+            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
             complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
             hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
@@ -326,7 +343,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
 
     cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
-    for flag, value in (("--space", args.space), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
         if value is not None:
             cmd += [flag, str(value)]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gas_nas.blocks import DenseBlock, Transition, create_act, create_downsample, create_layer, create_norm
+from gas_nas.recipes import Init, trunc_normal_init
 from gas_nas.spec import DiscriminatorSpec
 
 IMAGE_SIZE = 28
@@ -162,23 +163,12 @@ def _split_state(fused: nn.Module, part: nn.Module, index: int, k: int) -> None:
         target.copy_(source[name] if name.endswith("num_batches_tracked") else source[name].chunk(k)[index])
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Truncated N(0, std) weights and zero biases, as GAS (TensorFlow) and DCGAN; norms start at identity."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02, device: torch.device | str = "cpu") -> Discriminator:
-    """Build on `device`, initialise and (for norm=spectral) spectrally normalise every conv and linear."""
+def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02, init: Init = trunc_normal_init, device: torch.device | str = "cpu") -> Discriminator:
+    """Build on `device`, initialise (`init`: the recipe's, GAS's by default) and (for
+    norm=spectral) spectrally normalise every conv and linear."""
     with torch.device(device):  # every parameter and buffer is created on `device`, never the default one
         model = Discriminator(spec)
-        init_weights(model, init_std)
+        init(model, init_std)
         if spec.norm == "spectral":
             for m in list(model.modules()):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -186,8 +176,8 @@ def build_discriminator(spec: DiscriminatorSpec, init_std: float = 0.02, device:
     return model
 
 
-def build_generator(z_dim: int = 100, init_std: float = 0.02, device: torch.device | str = "cpu") -> Generator:
+def build_generator(z_dim: int = 100, init_std: float = 0.02, init: Init = trunc_normal_init, device: torch.device | str = "cpu") -> Generator:
     with torch.device(device):
         model = Generator(z_dim)
-        init_weights(model, init_std)
+        init(model, init_std)
     return model

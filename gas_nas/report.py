@@ -54,7 +54,8 @@ def loss_figure(metrics: dict, title: str = ""):
 
 
 def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSpec, train: TrainConfig, title: str = "") -> dict[str, Path]:
-    """Write checkpoints (each carrying the spec, so it rebuilds its model), PNGs and metrics.json."""
+    """Write checkpoints (each carrying what rebuilds its model, and the recipe it was trained
+    with), PNGs, metrics.json and arch.yaml."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = outcome.metrics.to_dict()
@@ -66,8 +67,9 @@ def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSp
         "metrics": out / "metrics.json",
         "arch": save_arch(out / "arch.yaml", spec, train, {"metrics": _scalars(metrics)}),
     }
-    torch.save({"state_dict": outcome.generator.state_dict(), "z_dim": train.z_dim}, paths["generator"])
-    torch.save({"state_dict": outcome.discriminator.state_dict(), "spec": spec.to_dict()}, paths["discriminator"])
+    trained = train.to_dict()  # the recipe and its overrides, as in arch.yaml
+    torch.save({"state_dict": outcome.generator.state_dict(), "z_dim": train.z_dim, "train": trained}, paths["generator"])
+    torch.save({"state_dict": outcome.discriminator.state_dict(), "spec": spec.to_dict(), "train": trained}, paths["discriminator"])
     paths["metrics"].write_text(json.dumps(metrics, indent=2))
     return paths
 

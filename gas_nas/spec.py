@@ -13,13 +13,14 @@ import math
 import os
 import stat
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
 from gas_nas.errors import SpaceError
+from gas_nas.recipes import DEFAULT_RECIPE, OPTIMIZERS, RECIPE_KEYS, get_recipe
 
 ARCH_FORMAT = "gas-nas/arch/v1"
 MAX_COHORT = 64  # trials trained together; past this the fused kernels gain nothing more
@@ -86,30 +87,45 @@ class DiscriminatorSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The budget and optimiser of one LSGAN trial. Defaults are the GAS paper's.
+    """How one LSGAN trial trains: a named recipe (`gas_nas/recipes.py`), the recipe keys changed
+    from it, and the budget. Defaults: the GAS recipe and the paper's budget.
 
-    `recipe: dcgan` swaps in DCGAN's optimiser (Adam 2e-4, beta1 0.5); keys given next to
-    it still win. DCGAN's LeakyReLU is a discriminator choice: set `activation`.
+    Recipe keys (`RECIPE_KEYS`) left None take the recipe's value. `overrides` names those that
+    do not come from the recipe (given in a file, or set to another value); `to_dict` writes
+    `recipe`, the budget and only those, so flipping `recipe` in a written file changes the
+    training. Switch recipes through `from_dict` or `resolve_train`: `dataclasses.replace` of
+    `recipe` alone keeps the old recipe's values, as overrides.
     """
 
-    recipe: Literal["gas", "dcgan"] = "gas"
+    recipe: str = DEFAULT_RECIPE
     iterations: int = 2000
     batch_size: int = 32
-    d_steps: int = 1
-    g_steps: int = 4
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    lr: float = 1e-3
-    beta1: float = 0.5
-    beta2: float = 0.999
+    d_steps: int | None = None  # recipe key
+    g_steps: int | None = None  # recipe key
+    optimizer: str | None = None  # recipe key: one of recipes.OPTIMIZERS
+    lr: float | None = None  # recipe key
+    beta1: float | None = None  # recipe key
+    beta2: float | None = None  # recipe key
     z_dim: int = 100
-    init_std: float = 0.02
+    init_std: float | None = None  # recipe key
     log_every: int = 50
     divergence_loss: float = 1e4
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward passes under autocast, losses in fp32
     channels_last: bool = False  # NHWC memory layout for the convolutions (a speed option on CUDA)
+    overrides: tuple[str, ...] = field(default=(), metadata={"internal": True})  # never a file key
 
     def __post_init__(self) -> None:
+        recipe = get_recipe(self.recipe, "train.recipe")
+        changed = set(self.overrides)
+        for key, value in recipe.settings().items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+            elif getattr(self, key) != value:
+                changed.add(key)
+        object.__setattr__(self, "overrides", tuple(k for k in RECIPE_KEYS if k in changed))
         _check_types(self, "train")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpaceError(f"train.optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         caps = {"iterations": MAX_ITERATIONS, "batch_size": MAX_BATCH_SIZE, "d_steps": MAX_STEPS, "g_steps": MAX_STEPS, "z_dim": MAX_Z_DIM, "log_every": MAX_ITERATIONS}
         for key, cap in caps.items():
             _check_range(f"train.{key}", getattr(self, key), 1, cap)
@@ -122,13 +138,48 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "train") -> TrainConfig:
-        data = dict(data)
-        if data.get("recipe") == "dcgan":
-            data = {"optimizer": "adam", "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, **data}
-        return _from_dict(cls, data, where)
+        """Every recipe key given is an override, even one equal to the recipe's value: old files
+        spell out all keys, and a file that writes `lr` means that `lr` under any recipe."""
+        config = _from_dict(cls, data, where)
+        return dataclasses.replace(config, overrides=tuple(k for k in RECIPE_KEYS if k in data))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """`recipe`, the budget and the overrides only: what files and trial attributes record."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in RECIPE_KEYS and k != "overrides"}
+        return data | {k: getattr(self, k) for k in self.overrides}
+
+
+TRAIN_PRECEDENCE = "flags > arch file > space"
+
+
+def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig, str]:
+    """The one precedence for `train` keys: merge (label, keys) layers given lowest first, key by key.
+
+    `train` and `search` pass the space, then the architecture file, then each command-line
+    flag. A layer that names another recipe than the layers below drops their recipe-key
+    overrides (they were changes to that other recipe). Returns the config and one line saying
+    where the recipe, the budget and each override came from.
+    """
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for label, data in layers:
+        below = merged.get("recipe", DEFAULT_RECIPE)
+        if data.get("recipe", below) != below:
+            for key in RECIPE_KEYS:
+                merged.pop(key, None)
+                source.pop(key, None)
+        merged.update(data)
+        source.update(dict.fromkeys(data, label))
+    train = TrainConfig.from_dict(merged)
+    default = TrainConfig().to_dict()
+    keys = ["recipe", "iterations", "batch_size"]
+    keys += [k for k, v in train.to_dict().items() if k not in keys and (k in train.overrides or v != default[k])]
+    parts = [f"{k} {_show(getattr(train, k))} ({source.get(k, 'default')})" for k in keys]
+    return train, f"training: {', '.join(parts)}; precedence: {TRAIN_PRECEDENCE}"
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
@@ -224,6 +275,12 @@ def load_arch(path: str | Path) -> tuple[DiscriminatorSpec, TrainConfig | None, 
     return spec, train, mapping(doc.get("metadata") or {}, f"{where}: metadata")
 
 
+def train_section(path: str | Path) -> dict[str, Any]:
+    """The `train` keys a space or architecture file gives itself (one precedence layer of
+    `resolve_train`); call it on a file already validated by `load_space` / `load_arch`."""
+    return dict(read_yaml(path).get("train") or {})
+
+
 def read_yaml(path: str | Path) -> dict:
     """Parse a YAML mapping, turning every failure into one SpaceError line.
 
@@ -317,12 +374,14 @@ class _StrictLoader(yaml.SafeLoader):
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved annotations of a dataclass (strings because of `from __future__`)."""
     hints = typing.get_type_hints(cls, globalns=globals())
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
 
 
 def _arms(tp: Any) -> tuple:
     """The alternatives of a union type (`Literal["auto"] | int`), or () for any other type."""
-    return get_args(tp) if get_origin(tp) in (typing.Union, types.UnionType) else ()
+    if get_origin(tp) not in (typing.Union, types.UnionType):
+        return ()
+    return tuple(arm for arm in get_args(tp) if arm is not type(None))  # `X | None`: None means "not set"
 
 
 def allowed(tp: Any) -> str:
@@ -330,7 +389,7 @@ def allowed(tp: Any) -> str:
         return " or ".join(allowed(arm) for arm in _arms(tp))
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(map(str, get_args(tp)))
-    return {bool: "true or false", int: "an integer", float: "a number"}.get(tp, str(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
 def coerce(tp: Any, value: Any, where: str) -> Any:
@@ -352,6 +411,9 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
     raise SpaceError(f"{where}: expected {allowed(tp)}, got {value!r}")
 
 
@@ -398,5 +460,7 @@ __all__ = [
     "arch_document",
     "load_arch",
     "read_yaml",
+    "resolve_train",
+    "train_section",
     "save_arch",
 ]

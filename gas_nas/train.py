@@ -22,6 +22,7 @@ from torch import nn
 from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
+from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -96,26 +97,6 @@ class Interrupted(Exception):
     """Training was asked to stop (Ctrl-C, SIGTERM) between two iterations."""
 
 
-def make_optimizer(params, train: TrainConfig, device: torch.device, *, capturable: bool = False) -> torch.optim.Optimizer:
-    """RMSprop (GAS) or Adam (DCGAN); foreach kernels on CUDA. Both are elementwise, so one
-    optimiser over a cohort's fused parameters equals one optimiser per trial.
-    `capturable` keeps the step count on the device, as CUDA-graph capture needs."""
-    foreach = device.type == "cuda"
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), foreach=foreach, capturable=capturable)
-    return torch.optim.RMSprop(params, lr=train.lr, foreach=foreach, capturable=capturable)
-
-
-def d_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """LSGAN discriminator loss, targets real 1 / fake 0 (mean over the batch)."""
-    return 0.5 * ((d_real.float() - 1).square().mean() + d_fake.float().square().mean())
-
-
-def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
-    """LSGAN generator loss, target 1."""
-    return 0.5 * (d_fake.float() - 1).square().mean()
-
-
 @dataclass
 class TrialHistory:
     """One trial's training log: interval-mean losses and how training ended."""
@@ -142,11 +123,12 @@ class Cohort:
     def __init__(self, specs: list[DiscriminatorSpec], seeds: list[int], train: TrainConfig, real: torch.Tensor, *, capturable: bool = False):
         device = self.device = real.device
         self.train, self.real, self.k = train, real, len(specs)
+        self.recipe = recipe = get_recipe(train.recipe)  # its loss and init; its settings are already in `train`
         gens, self.discriminators = [], []
         for spec, seed in zip(specs, seeds):
             torch.manual_seed(seed)
-            gens.append(build_generator(train.z_dim, train.init_std, device=device))
-            self.discriminators.append(build_discriminator(spec, train.init_std, device=device))
+            gens.append(build_generator(train.z_dim, train.init_std, recipe.init, device=device))
+            self.discriminators.append(build_discriminator(spec, train.init_std, recipe.init, device=device))
         self.G = FusedGenerator.from_generators(gens)
         if train.channels_last:
             self.G.to(memory_format=torch.channels_last)
@@ -181,7 +163,7 @@ class Cohort:
             with torch.no_grad(), self._autocast():
                 fake = self.G(self.noise[:, s])
             with self._autocast():
-                d_losses = torch.stack([d_loss_fn(D(x[i]), D(fake[i])) for i, D in enumerate(Ds)])
+                d_losses = torch.stack([self.recipe.d_loss(D(x[i]), D(fake[i])) for i, D in enumerate(Ds)])
             self.opt_d.zero_grad(set_to_none=False)
             d_losses.sum().backward()
             self.opt_d.step()
@@ -189,7 +171,7 @@ class Cohort:
             # ---- generator: D(G(z)) -> 1; gradients flow through each D but only G's are kept
             with self._autocast():
                 fake = self.G(self.noise[:, s])
-                g_losses = torch.stack([g_loss_fn(D(fake[i])) for i, D in enumerate(Ds)])
+                g_losses = torch.stack([self.recipe.g_loss(D(fake[i])) for i, D in enumerate(Ds)])
             self.opt_g.zero_grad(set_to_none=False)
             g_losses.sum().backward(inputs=self.g_params)
             self.opt_g.step()

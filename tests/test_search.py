@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from conftest import write_tiny_space
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
+from gas_nas.recipes import RECIPE_KEYS
 from gas_nas.space import load_space
 from gas_nas.spec import load_arch
 
@@ -65,6 +66,7 @@ def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
         assert {"spec", "imbalance", "fid", "classes", "entropy", "d_params", "d_losses", "feasible"} <= set(a)
         assert t.values[0] == pytest.approx(a["d_param_mb"]) and t.values[1] == pytest.approx(a["imbalance"])
         assert set(t.params) <= set(a["spec"])
+        assert a["train"]["recipe"] == "gas" and not set(a["train"]) & set(RECIPE_KEYS)  # the recipe, and the space has no overrides
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=searched["study"]._storage)
         assert sorted(m.filename for m in metas) == ["losses.png", "samples.png"]
         for m in metas:
@@ -74,6 +76,7 @@ def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
 def test_output_is_plain_when_not_a_terminal(searched):
     out = searched["first"].stdout
     assert "trial 0 [1 original] COMPLETE d_size_mb=" in out
+    assert "training: recipe gas (space), iterations 3 (space), batch_size 8 (space), log_every 1 (space); precedence: flags > arch file > space" in out
     assert "Pareto front" in out and "Trial 0 finished" not in out + searched["first"].stderr
     header = next(line for line in out.splitlines() if "trial" in line and "case" in line and "┃" in line)
     assert all(f" {col} " in header for col in ("d_size_mb", "imbalance", "fid", "classes", "params", "feasible"))  # no cut headers in a pipe

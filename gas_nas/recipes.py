@@ -1,0 +1,148 @@
+"""Training recipes: how a GAN is trained, one named object each, in one registry.
+
+A recipe owns the loss, the update schedule (per iteration: `d_steps` D updates, then
+`g_steps` G updates), the optimiser with its hyperparameters, and the weight initialisation.
+Files (search space, architecture YAML) name a recipe and list only the recipe keys they
+change (`RECIPE_KEYS`); every other `train` key (iterations, batch_size, z_dim, log_every,
+divergence_loss, ...) is the trial's budget, never the recipe's. Adding a recipe means writing
+its functions and one entry in `RECIPES`, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from gas_nas.errors import SpaceError
+
+if TYPE_CHECKING:  # torch is imported where it is used: reading a config (and `gas-nas --help`) stays light
+    import torch
+    from torch import nn
+
+Init = Callable[[Any, float], None]  # (module, init_std): initialise weights in place
+
+# The TrainConfig keys a recipe sets and a file may override one by one; the rest are budget.
+RECIPE_KEYS = ("optimizer", "lr", "beta1", "beta2", "d_steps", "g_steps", "init_std")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train: its settings (`RECIPE_KEYS`) and the code they do not cover."""
+
+    name: str
+    summary: str
+    optimizer: str  # a key of OPTIMIZERS
+    lr: float
+    beta1: float
+    beta2: float
+    d_steps: int
+    g_steps: int
+    init_std: float
+    init: Init
+    d_loss: Callable[[Any, Any], Any]  # (D(real), D(fake)) tensors -> scalar tensor
+    g_loss: Callable[[Any], Any]  # D(G(z)) -> scalar tensor
+
+    def settings(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in RECIPE_KEYS}
+
+
+# ---------------------------------------------------------------- losses
+
+
+def lsgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """LSGAN discriminator loss, targets real 1 / fake 0 (mean over the batch, in fp32)."""
+    return 0.5 * ((d_real.float() - 1).square().mean() + d_fake.float().square().mean())
+
+
+def lsgan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """LSGAN generator loss, target 1."""
+    return 0.5 * (d_fake.float() - 1).square().mean()
+
+
+# ---------------------------------------------------------------- weight initialisation
+
+
+def trunc_normal_init(module: nn.Module, std: float) -> None:
+    """GAS (TensorFlow's truncated_normal): N(0, std) cut at 2 std, zero biases; norms start at identity."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def normal_init(module: nn.Module, std: float) -> None:
+    """DCGAN: weights N(0, std), norm scales N(1, std), zero biases."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------- optimisers
+
+
+def _rmsprop(params, train, **kw) -> torch.optim.Optimizer:
+    import torch
+
+    return torch.optim.RMSprop(params, lr=train.lr, **kw)
+
+
+def _adam(params, train, **kw) -> torch.optim.Optimizer:
+    import torch
+
+    return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), **kw)
+
+
+OPTIMIZERS: dict[str, Callable[..., Any]] = {"rmsprop": _rmsprop, "adam": _adam}
+
+
+def make_optimizer(params, train, device: torch.device, *, capturable: bool = False) -> torch.optim.Optimizer:
+    """`train.optimizer` with `train`'s hyperparameters; foreach kernels on CUDA.
+    `capturable` keeps the step count on the device, as CUDA-graph capture needs."""
+    return OPTIMIZERS[train.optimizer](params, train, foreach=device.type == "cuda", capturable=capturable)
+
+
+# ---------------------------------------------------------------- the registry
+
+GAS = Recipe(
+    name="gas",
+    summary="the GAS paper's: RMSprop lr 1e-3, 1 D step then 4 G steps, truncated N(0, 0.02) init, LSGAN loss",
+    optimizer="rmsprop", lr=1e-3, beta1=0.5, beta2=0.999,  # betas only matter if `optimizer: adam` overrides
+    d_steps=1, g_steps=4,  # "to avoid mode collapse"
+    init_std=0.02, init=trunc_normal_init,
+    d_loss=lsgan_d_loss, g_loss=lsgan_g_loss,
+)
+
+DCGAN = Recipe(
+    name="dcgan",
+    summary="Radford et al.'s: Adam lr 2e-4, betas (0.5, 0.999), 1 D step then 1 G step, N(0, 0.02) init; LSGAN loss",
+    optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
+    d_steps=1, g_steps=1,
+    init_std=0.02, init=normal_init,
+    d_loss=lsgan_d_loss, g_loss=lsgan_g_loss,  # the imbalance objective is measured on LSGAN losses
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN)}
+DEFAULT_RECIPE = GAS.name  # what a `train` section without `recipe` means
+
+
+def get_recipe(name: str, where: str = "recipe") -> Recipe:
+    """The registered recipe `name`; anything else is one SpaceError line naming the allowed ones."""
+    if not isinstance(name, str) or name not in RECIPES:
+        raise SpaceError(f"{where}: unknown recipe {name!r}; allowed: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+__all__ = ["DCGAN", "DEFAULT_RECIPE", "GAS", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]
