@@ -84,11 +84,11 @@ def test_output_is_plain_when_not_a_terminal(searched):
 
 def test_search_says_what_is_queued_and_how_long_the_rest_takes(searched):
     first, second = searched["first"].stdout, searched["second"].stdout
-    assert "new study; the 6 paper cases are queued as its first trials" in first.splitlines()[0]
+    assert "new study; the 6 paper cases are queued as its first trials" in first.splitlines()[1]  # after the training line
     lines = [line for line in first.splitlines() if line.startswith("trial ")]
     assert len(lines) == 7 and all("; took " in line for line in lines)
     assert "left for 6 more" in lines[0] and "left for 1 more" in lines[5] and "left" not in lines[6]
-    assert "7 complete" in second.splitlines()[0] and "queued" not in second.splitlines()[0]
+    assert "7 complete" in second.splitlines()[1] and "queued" not in second.splitlines()[1]
     assert "no feasible trial" not in first
 
 
