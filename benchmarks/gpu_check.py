@@ -325,7 +325,8 @@ def run_step(step: Step, limit_s: float, env: dict, work: Path, log) -> Result:
     rc, stdout, stderr, seconds, timed_out = run(step.command, limit_s, env, work)
     result.returncode, result.seconds = rc, round(seconds, 1)
     log(f"===== {step.name}: exit {rc}{' (time limit)' if timed_out else ''}, {seconds:.1f} s\n$ {result.command}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n")
-    if timed_out and step.stop_ok:
+    stopped = timed_out and step.stop_ok and rc in (0, 143, -signal.SIGTERM)  # gas-nas: a clean stop on SIGTERM
+    if stopped:
         result.note = f"stopped at its {limit_s:.0f} s limit by SIGTERM, as planned"
     elif timed_out:
         result.status, result.error = "timeout", f"killed at its {limit_s:.0f} s limit\n{_tail(stderr or stdout)}"
@@ -339,7 +340,7 @@ def run_step(step: Step, limit_s: float, env: dict, work: Path, log) -> Result:
         result.status, result.error = "failed", f"{exc}\n{_tail(stderr or stdout)}"
     except Exception as exc:  # noqa: BLE001 - output we cannot read is this step's failure, not the run's
         result.status, result.error = "failed", f"cannot read its output: {type(exc).__name__}: {exc}\n{_tail(stderr or stdout)}"
-    if result.status == "ok" and rc != 0:
+    if result.status == "ok" and rc != 0 and not stopped:
         result.status, result.error = "failed", _tail(stdout, 30)
     if result.status == "ok" and "skipped_reason" in result.figures:
         result.status, result.note = "skipped", result.figures["skipped_reason"]
