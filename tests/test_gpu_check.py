@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,18 @@ def test_bad_flags_exit_2_before_any_work(tmp_path):
     for args in (["--out", str(tmp_path), "--only", "cases,bogus"], ["--out", str(tmp_path), "--budget", "0"]):
         proc = _run(args, {}, timeout=60)
         assert proc.returncode == 2 and "error:" in proc.stderr
+
+
+def test_reproduction_is_packed_as_laid_out_in_the_repository(tmp_path):
+    repro = tmp_path / "reproduction"
+    (repro / "gas-reproduction").mkdir(parents=True)
+    (repro / "gas-reproduction.md").write_text("# page\n\n- **Conclusion 1** smaller D: SUPPORTED\n")
+    (repro / "gas-reproduction" / "pareto.png").write_bytes(b"png")
+    figures = gpu_check._reproduction(repro, tmp_path / "r.tar.gz", dry=True)
+    with tarfile.open(tmp_path / "r.tar.gz") as tar:
+        names = tar.getnames()
+    assert {"smoke/docs/gas-reproduction.md", "smoke/docs/gas-reproduction/pareto.png"} <= set(names)  # a smoke page never lands in docs/
+    assert figures["verdicts"] == ["**Conclusion 1** smaller D: SUPPORTED"]
+    (repro / "gas-reproduction.md").unlink()
+    with pytest.raises(gpu_check.StepFailed):
+        gpu_check._reproduction(repro, tmp_path / "r.tar.gz", dry=True)
