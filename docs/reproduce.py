@@ -24,7 +24,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gas_nas.cli import positive_int
@@ -170,17 +170,19 @@ def run_reproduction_search(space, args, device, res, log):
     from optuna.trial import TrialState
 
     from gas_nas.search import SearchOptions, open_study, run_search
+    from gas_nas.train import auto_cohort
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(space, args.storage, STUDY_NAME, seed=0)
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
     todo = max(0, args.trials - len(finished))
-    log(f"search: study {STUDY_NAME!r}, {len(finished)} trials finished, running {todo} more")
+    cohort = auto_cohort(device, space.train)  # what `gas-nas search` does by default: 1 on a CPU
+    log(f"search: study {STUDY_NAME!r}, {len(finished)} trials finished, running {todo} more, cohort {cohort}")
     if todo:
         def on_start(number: int, case: str) -> None:
             log(f"  trial {number}" + (f" ({case})" if case else ""))
 
-        opts = SearchOptions(seed=0, artifacts=args.artifacts, on_trial_start=on_start)
+        opts = SearchOptions(seed=0, artifacts=args.artifacts, cohort=cohort, on_trial_start=on_start)
         run_search(study, space, opts, res, n_trials=todo)
     return study
 
@@ -347,8 +349,18 @@ def environment(device) -> dict[str, str]:
     return {
         "device": name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, gas-nas {version('gas-nas')}",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, optuna {optuna.__version__}, gas-nas {gas_nas_version()}",
     }
+
+
+def gas_nas_version() -> str:
+    """The installed version, else the package's own (a GPU machine runs it from the checkout)."""
+    try:
+        return version("gas-nas")
+    except PackageNotFoundError:
+        import gas_nas
+
+        return gas_nas.__version__
 
 
 def write_page(path: Path, *, args, space, env: dict, results, study, found: list, seconds: float, cuda: bool) -> Path:

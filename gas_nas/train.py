@@ -308,8 +308,9 @@ def run_cohort(
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        resident = torch.cuda.memory_allocated(device)  # MNIST, the classifier: not this trial's
     cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" and len(specs) == 1 else None
+    peak = (torch.cuda.max_memory_allocated(device) - resident) / 2**20 if device.type == "cuda" and len(specs) == 1 else None
     measured = []
     for i, (spec, seed, hist) in enumerate(zip(specs, seeds, hists)):
         if should_stop is not None and should_stop():
@@ -366,13 +367,15 @@ def run_trial(
 
 
 def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: torch.device) -> float:
-    """CUDA peak memory of one training iteration (G and D, batch from `train`), in MB."""
+    """CUDA peak memory of one training iteration (G and D, batch from `train`), in MB, over
+    what was already allocated (MNIST or other trials' tensors are not this one's)."""
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
+    resident = torch.cuda.memory_allocated(device)
     real = torch.rand(train.batch_size * 4, 1, 28, 28, device=device) * 2 - 1
     one = dataclasses.replace(train, iterations=1, log_every=1)
     train_cohort([spec], [0], one, real, cuda_graph=False)
-    return torch.cuda.max_memory_allocated(device) / 2**20
+    return (torch.cuda.max_memory_allocated(device) - resident) / 2**20
 
 
 def auto_cohort(device: torch.device, train: TrainConfig) -> int:
