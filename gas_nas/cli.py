@@ -305,7 +305,7 @@ class Search(Command):
             stop = StopRequest()
             opts = SearchOptions(
                 seed=args.seed, artifacts=artifacts, cohort=cohort, on_iteration=progress.on_iteration,
-                on_trial_start=progress.on_trial_start, should_stop=stop, callbacks=[progress],
+                on_cohort_start=progress.on_cohort_start, should_stop=stop, callbacks=[progress],
             )
             workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []
             try:

@@ -19,7 +19,7 @@ from gas_nas.record import TrialRecord
 
 
 class SearchProgress:
-    """Use as a context manager; pass `on_iteration`, `on_trial_start` and itself (a callback) to the search."""
+    """Use as a context manager; pass `on_iteration`, `on_cohort_start` and itself (a callback) to the search."""
 
     def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None):
         self.console, self.total, self.quiet, self.until = console, total, quiet, until
@@ -43,9 +43,14 @@ class SearchProgress:
         if self.bars is not None:
             self.bars.stop()
 
-    def on_trial_start(self, number: int, case: str) -> None:
+    def on_cohort_start(self, trials: list[tuple[int, str]]) -> None:
+        """Before a cohort trains: its trials on the iteration bar, or one plain line."""
+        names = ", ".join(f"{n}" + (f" ({case})" if case else "") for n, case in trials)
+        label = f"trial {names}" if len(trials) == 1 else f"cohort of {len(trials)}: trials {names}"
         if self.bars is not None:
-            self.bars.reset(self.iters, total=1, description=f"trial {number}" + (f" ({case})" if case else ""))
+            self.bars.reset(self.iters, total=1, description=label)
+        elif not self.quiet and len(trials) > 1:
+            print(f"training {label}", flush=True)
 
     def on_iteration(self, done: int, total: int) -> None:
         if self.bars is not None:
@@ -58,7 +63,8 @@ class SearchProgress:
         seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
         front = len(study.best_trials)
         if self.bars is not None:
-            self.bars.update(self.trials, advance=1, description=f"trials (front: {front})")
+            complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            self.bars.update(self.trials, advance=1, description=f"trials (study: {complete} complete, front: {front})")
         left = self._left(study)
         rest = f", about {human_time((time.monotonic() - self.started) / self.done * left)} left for {left} more" if left else ""
         line = f"{trial_line(study, trial)}; took {human_time(seconds)}{rest}"

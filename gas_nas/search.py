@@ -43,6 +43,7 @@ class SearchOptions:
     cuda_graph: bool = True
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
+    on_cohort_start: Callable[[list[tuple[int, str]]], None] | None = None  # (number, case) of each trial
     should_stop: Callable[[], bool] | None = None
     callbacks: list = field(default_factory=list)
 
@@ -207,6 +208,8 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
         members.append((trial, spec))
     if not members:
         return
+    if opts.on_cohort_start:
+        opts.on_cohort_start([(t.number, TrialRecord.of(t).case or "") for t, _ in members])
     try:
         _check_stop(opts)
         outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members], run_cohort)

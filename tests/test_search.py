@@ -241,6 +241,7 @@ def test_cohort_search_keeps_paper_cases_first_and_records_the_cohort(tmp_path, 
     storage = f"sqlite:///{tmp_path}/c.db"
     proc = gas_nas(["search", "--trials", "7", "--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")], cli_env, tmp_path)
     assert "cohort 3" in proc.stdout
+    assert f"training cohort of 3: trials 0 ({CASES[0]}), 1 ({CASES[1]}), 2 ({CASES[2]})" in proc.stdout
     trials = optuna.load_study(study_name="gas", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 7
     assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and trials[6].user_attrs.get("case") is None
