@@ -41,6 +41,9 @@ class Recipe:
     init: Init
     d_loss: Callable[[Any, Any], Any]  # (D(real), D(fake)) tensors -> scalar tensor
     g_loss: Callable[[Any], Any]  # D(G(z)) -> scalar tensor
+    # One-stage updates (OSGAN): D(G(z)) -> per-sample factor turning D's fake-loss gradient into
+    # G's loss gradient. None: the usual two-stage updates.
+    one_stage_scale: Callable[[Any], Any] | None = None
 
     def settings(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in RECIPE_KEYS}
@@ -57,6 +60,24 @@ def lsgan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
 def lsgan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN generator loss, target 1."""
     return 0.5 * (d_fake.float() - 1).square().mean()
+
+
+ONE_STAGE_FLOOR = 1e-3  # |D(G(z))| below this is floored in the one-stage factor's divisor
+
+
+def lsgan_one_stage_scale(d_fake: torch.Tensor) -> torch.Tensor:
+    """OSGAN's gradient scale for LSGAN, per sample: dL_G/dD(G(z)) over dL_D/dD(G(z)).
+
+    With L_D's fake term 0.5 * mean(o^2) and L_G = 0.5 * mean((o - 1)^2), the two derivatives
+    with respect to D's output o are o/B and (o - 1)/B, so the factor is (o - 1) / o (the same
+    with or without a sigmoid on D: its derivative multiplies both). It blows up where D outputs
+    0, so |o| is floored at ONE_STAGE_FLOOR in the divisor: there G's gradient is shrunk by
+    |o| / ONE_STAGE_FLOOR instead of growing without bound; everywhere else it is exact.
+    """
+    import torch
+
+    divisor = torch.where(d_fake >= 0, d_fake.clamp_min(ONE_STAGE_FLOOR), d_fake.clamp_max(-ONE_STAGE_FLOOR))
+    return (d_fake - 1) / divisor
 
 
 # ---------------------------------------------------------------- weight initialisation
@@ -134,7 +155,16 @@ DCGAN = Recipe(
     d_loss=lsgan_d_loss, g_loss=lsgan_g_loss,  # the imbalance objective is measured on LSGAN losses
 )
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN)}
+OSGAN = Recipe(
+    name="osgan",
+    summary="GAS's optimiser and schedule with one-stage updates (Shen et al. 2021): the last D step and the first G step share one forward and one backward",
+    optimizer="rmsprop", lr=1e-3, beta1=0.5, beta2=0.999,
+    d_steps=1, g_steps=4,  # with d_steps 1 and g_steps 1 every step is one-stage
+    init_std=0.02, init=trunc_normal_init,
+    d_loss=lsgan_d_loss, g_loss=lsgan_g_loss, one_stage_scale=lsgan_one_stage_scale,
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN, OSGAN)}
 DEFAULT_RECIPE = GAS.name  # what a `train` section without `recipe` means
 
 
@@ -145,4 +175,4 @@ def get_recipe(name: str, where: str = "recipe") -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["DCGAN", "DEFAULT_RECIPE", "GAS", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]
+__all__ = ["DCGAN", "DEFAULT_RECIPE", "GAS", "OSGAN", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]

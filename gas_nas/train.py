@@ -155,27 +155,64 @@ class Cohort:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train.precision == "bf16")
 
     def step(self) -> None:
-        """One iteration for every trial: d_steps D updates, then g_steps G updates."""
-        train, Ds = self.train, self.discriminators
+        """One iteration for every trial: d_steps D updates, then g_steps G updates. A one-stage
+        recipe (OSGAN) takes the last D update and the first G update from one backward."""
+        train, one_stage = self.train, self.recipe.one_stage_scale is not None
         for s in range(train.d_steps):
-            # ---- discriminator: real -> 1, fake -> 0
-            x = self.real[self.index[:, s]]  # (K, B, 1, 28, 28)
-            with torch.no_grad(), self._autocast():
-                fake = self.G(self.noise[:, s])
-            with self._autocast():
-                d_losses = torch.stack([self.recipe.d_loss(D(x[i]), D(fake[i])) for i, D in enumerate(Ds)])
-            self.opt_d.zero_grad(set_to_none=False)
-            d_losses.sum().backward()
-            self.opt_d.step()
-        for s in range(train.d_steps, train.d_steps + train.g_steps):
-            # ---- generator: D(G(z)) -> 1; gradients flow through each D but only G's are kept
-            with self._autocast():
-                fake = self.G(self.noise[:, s])
-                g_losses = torch.stack([self.recipe.g_loss(D(fake[i])) for i, D in enumerate(Ds)])
-            self.opt_g.zero_grad(set_to_none=False)
-            g_losses.sum().backward(inputs=self.g_params)
+            if one_stage and s == train.d_steps - 1:
+                d_losses, g_losses = self.one_stage_backward(s)
+                self.opt_d.step()
+                self.opt_g.step()
+            else:
+                d_losses = self.d_backward(s)
+                self.opt_d.step()
+        for s in range(train.d_steps + one_stage, train.d_steps + train.g_steps):
+            g_losses = self.g_backward(s)
             self.opt_g.step()
         self.sums += torch.stack([d_losses.detach(), g_losses.detach()], dim=1)
+
+    def d_backward(self, s: int) -> torch.Tensor:
+        """D's gradients (real -> 1, fake -> 0) on noise slot `s`; per-trial D losses."""
+        Ds = self.discriminators
+        x = self.real[self.index[:, s]]  # (K, B, 1, 28, 28)
+        with torch.no_grad(), self._autocast():
+            fake = self.G(self.noise[:, s])
+        with self._autocast():
+            d_losses = torch.stack([self.recipe.d_loss(D(x[i]), D(fake[i])) for i, D in enumerate(Ds)])
+        self.opt_d.zero_grad(set_to_none=False)
+        d_losses.sum().backward()
+        return d_losses
+
+    def g_backward(self, s: int) -> torch.Tensor:
+        """G's gradients (D(G(z)) -> 1) on noise slot `s`; they flow through each D, only G's are kept."""
+        Ds = self.discriminators
+        with self._autocast():
+            fake = self.G(self.noise[:, s])
+            g_losses = torch.stack([self.recipe.g_loss(D(fake[i])) for i, D in enumerate(Ds)])
+        self.opt_g.zero_grad(set_to_none=False)
+        g_losses.sum().backward(inputs=self.g_params)
+        return g_losses
+
+    def one_stage_backward(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """OSGAN: one forward and one backward of D's loss give D its gradients and, through a
+        per-sample scale on the fake images (the recipe's `one_stage_scale` of D's output), G the
+        gradients of its own loss. Exact when D treats samples independently (no batch norm in
+        D); with batch norm, samples share statistics and G's gradient is an approximation."""
+        Ds, k = self.discriminators, self.k
+        x = self.real[self.index[:, s]]
+        scale: list[torch.Tensor] = []
+        with self._autocast():
+            fake = self.G(self.noise[:, s])  # (K, B, 1, 28, 28), with G's graph
+            fake.register_hook(lambda grad: grad * scale[0].to(grad.dtype))
+            d_fake = [D(fake[i]) for i, D in enumerate(Ds)]
+            d_losses = torch.stack([self.recipe.d_loss(D(x[i]), d_fake[i]) for i, D in enumerate(Ds)])
+        out = torch.stack(d_fake).detach().float()  # (K, B, 1)
+        scale.append(self.recipe.one_stage_scale(out).view(k, -1, 1, 1, 1))
+        g_losses = torch.stack([self.recipe.g_loss(o) for o in out])
+        self.opt_d.zero_grad(set_to_none=False)
+        self.opt_g.zero_grad(set_to_none=False)
+        d_losses.sum().backward()
+        return d_losses, g_losses
 
     def read_interval(self, span: int) -> tuple[list[float], list[float], list[float]]:
         """Per-trial interval-mean D and G losses and largest |weight|: the one host sync per log."""

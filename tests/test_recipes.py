@@ -21,6 +21,8 @@ from conftest import write_tiny_space
 EXPECTED = {
     "gas": {"optimizer": torch.optim.RMSprop, "lr": 1e-3, "betas": None, "d_steps": 1, "g_steps": 4, "truncated": True},
     "dcgan": {"optimizer": torch.optim.Adam, "lr": 2e-4, "betas": (0.5, 0.999), "d_steps": 1, "g_steps": 1, "truncated": False},
+    # OSGAN: GAS's optimiser and schedule; the D step shares its backward with the first G step
+    "osgan": {"optimizer": torch.optim.RMSprop, "lr": 1e-3, "betas": None, "d_steps": 1, "g_steps": 4, "truncated": True},
 }
 SPEC = DiscriminatorSpec(base_filters=8)  # batch norm, so the init of norm scales shows
 ITERATIONS = 2
@@ -130,8 +132,8 @@ def test_precedence_is_flags_then_arch_file_then_space_key_by_key():
 
 
 def test_unknown_recipe_is_one_line_naming_the_recipes():
-    with pytest.raises(SpaceError, match=r"^a.yaml: train.recipe: unknown recipe 'osgan'; allowed: dcgan, gas$"):
-        TrainConfig.from_dict({"recipe": "osgan"}, "a.yaml: train")
+    with pytest.raises(SpaceError, match=r"^a.yaml: train.recipe: unknown recipe 'wgan'; allowed: dcgan, gas, osgan$"):
+        TrainConfig.from_dict({"recipe": "wgan"}, "a.yaml: train")
 
 
 @pytest.fixture
