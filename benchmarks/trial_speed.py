@@ -7,6 +7,10 @@
     logging, RMSprop with default options, 1 D step then 4 G steps, LSGAN losses.
 (b) `gas_nas.train.train_gan`: MNIST already on the device, batches drawn there, losses read
     once per log interval.
+(c) `--recipes`: OSGAN's one-stage updates against two-stage training, for the GAS schedule
+    (1 D : 4 G) and for 1 : 1, as gas-nas trials (`run_trial`, same seed, same budget): time per
+    iteration (training only, from the trainer's per-iteration progress stamps) and the quality
+    metrics of each, so speed and what it costs in samples are read side by side.
 
 Both train the same GAS generator and paper case 1 discriminator (built by gas_nas.models, same
 seed, so the same initial weights) for the same iterations; training only, no quality metrics.
@@ -31,7 +35,7 @@ from gas_nas.data import load_mnist
 from gas_nas.models import build_discriminator, build_generator
 from gas_nas.space import load_space
 from gas_nas.spec import DiscriminatorSpec, TrainConfig
-from gas_nas.train import train_gan
+from gas_nas.train import run_trial, train_gan
 
 PAPER_ITERATIONS = 2000  # the GAS budget (search_spaces/gas.yaml train.iterations)
 CPU_ITERATIONS = 20
@@ -113,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="timed runs of each (default: 3 on CUDA, 1 on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="MNIST IDX files (default: $GAS_NAS_DATA)")
+    p.add_argument("--recipes", action="store_true", help="(c) only: OSGAN vs two-stage, GAS schedule and 1:1, with quality metrics")
     args = p.parse_args(argv)
+    if args.recipes:
+        return compare_recipes(args)
 
     device = pick_device(args.device)
     iterations, label = (args.iterations, "set by --iterations") if args.iterations else default_iterations(device)
@@ -156,6 +163,43 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     print(f"speedup (naive / gas-nas): {a / b:.2f}x")
+    return 0
+
+
+RECIPE_RUNS = [("gas", 4), ("osgan", 4), ("gas", 1), ("osgan", 1)]  # (recipe, g_steps), 1 D step each
+
+
+def compare_recipes(args) -> int:
+    """(c): each (recipe, schedule) as one trial; seconds per iteration and sample quality."""
+    from gas_nas.classifier import load_classifier
+    from gas_nas.spec import QualityConfig
+
+    device = pick_device(args.device)
+    iterations, label = (args.iterations, "set by --iterations") if args.iterations else default_iterations(device)
+    space = load_space()
+    spec = space.cases[0].spec
+    real, _ = load_mnist(args.data_dir, train=True, device=device)
+    held_out, _ = load_mnist(args.data_dir, train=False, device=device)
+    classifier = load_classifier(args.data_dir, device=device)
+    quality = QualityConfig(n_samples=2000 if device.type == "cuda" else 500)
+    print(f"budget: {iterations} iterations, batch {args.batch_size} ({label}); case {space.cases[0].name!r}; "
+          f"{quality.n_samples} quality samples; device {device}", flush=True)
+    rows = []
+    for recipe, g_steps in RECIPE_RUNS:
+        train = TrainConfig.from_dict({"recipe": recipe, "g_steps": g_steps, "iterations": iterations, "batch_size": args.batch_size, "log_every": 1})
+        stamps: list[float] = []
+        sync(device)
+        m = run_trial(spec, train, quality, real=real, held_out=held_out, classifier=classifier, seed=args.seed,
+                      progress=lambda done, total: (sync(device), stamps.append(time.perf_counter()))).metrics
+        per_iter = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)  # the first iteration (warm-up) is left out
+        rows.append((f"{recipe} 1:{g_steps}", per_iter, m))
+        print(f"  {recipe} 1:{g_steps}: {1000 * per_iter:.1f} ms/iter, fid {m.fid:.1f}, {m.classes} digits, imbalance {m.imbalance:.3f}", flush=True)
+    print(f"device      {torch.cuda.get_device_name(device) if device.type == 'cuda' else f'cpu ({torch.get_num_threads()} threads)'}")
+    print(f"torch       {torch.__version__}")
+    print(f"{'schedule':<12} {'ms/iter':>9} {'vs two-stage':>13} {'fid':>7} {'digits':>7} {'entropy':>8} {'imbalance':>10}")
+    for i, (name, per_iter, m) in enumerate(rows):
+        base = rows[i - 1][1] if name.startswith("osgan") else per_iter
+        print(f"{name:<12} {1000 * per_iter:9.1f} {base / per_iter:12.2f}x {m.fid:7.1f} {m.classes:7d} {m.entropy:8.2f} {m.imbalance:10.3f}")
     return 0
 
 
