@@ -95,10 +95,14 @@ def test_a_constant_half_discriminator_scores_zero_imbalance_but_not_zero_gap(pa
     assert lazy.d_gain > 0.1 and lazy.g_gain == 0
 
 
-def test_a_collapsed_generator_has_a_larger_gap_than_the_trained_pair(pair, data, trained_parts):
+def test_a_collapsed_generator_loses_nearly_all_of_its_discriminator_loss_to_a_best_response(pair, data):
+    """One image for every z is easy to reject: D' drives L_D towards its floor, so the gap
+    charges the collapsed pair nearly its whole D loss (a briefly trained pair is itself far
+    from equilibrium, so "larger than a trained pair" needs a real budget: docs/balance.md)."""
     G, D = pair
     one = G.eval()(torch.randn(1, TRAIN.z_dim, generator=torch.Generator().manual_seed(3))).detach()
-    assert duality_gap(Collapsed(one), D, data[1], TRAIN, STEPS, seed=0) > trained_parts.gap
+    collapsed = gap_parts(Collapsed(one), D, data[1], TRAIN, STEPS, seed=0)
+    assert collapsed.d_gain > 0.8 * collapsed.d_loss and collapsed.gap > 0.2
 
 
 def test_duality_gap_steps_and_balance_are_validated(tmp_path):
@@ -121,7 +125,7 @@ def test_a_search_on_the_duality_gap_records_it_and_minimises_it(tmp_path, data,
     storage = f"sqlite:///{tmp_path}/g.db"
     study = open_study(space, storage, "gap")
     run_search(study, space, SearchOptions(artifacts=str(tmp_path / "a")), Resources(data[0][:2000], data[1][:500], mnist_classifier), n_trials=1)
-    (trial,) = study.get_trials()
+    (trial,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert study.metric_names == ["d_size_mb", "duality_gap"]
     assert trial.values[1] == trial.user_attrs["duality_gap"] >= 0 and math.isfinite(trial.values[1])
     assert math.isfinite(trial.user_attrs["imbalance"])  # still recorded, just not an objective
