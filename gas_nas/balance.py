@@ -11,8 +11,9 @@ they gain. LSGAN's two losses differ, so this is the general (two-loss) form:
 Each minimum is estimated by training a copy (D' from D, G' from G) for `steps` optimiser steps
 with the trial's own optimiser, on held-out images and fresh noise, and the losses are measured
 on fixed held-out batches and fixed noise. It is 0 only at an equilibrium; a lazy constant
-discriminator leaves a large D-side gain, a collapsed generator a large D-side gain (its one
-image is easy to reject) and a weak generator a G-side gain.
+discriminator leaves a D-side gain (at most 0.25: it gives G nothing to follow), a collapsed
+generator should leave a D-side gain (its one image is easy to reject) and a weak generator a
+G-side gain. docs/balance.md shows where a few best-response steps fall short of that.
 """
 
 from __future__ import annotations
