@@ -233,7 +233,7 @@ class Train(Command):
             table = Table(title=f"{args.arch} ({m.status}{': ' + m.reason if m.reason else ''})")
             table.add_column("metric")
             table.add_column("value", justify="right")
-            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds"):
+            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "duality_gap", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds"):
                 value = getattr(m, key)
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
             reasons = m.violations(space.quality)

@@ -49,7 +49,7 @@ class SearchOptions:
 
 
 def metric_names(space: SearchSpace) -> list[str]:
-    names = ["d_size_mb", "imbalance"]
+    names = ["d_size_mb", space.search.balance]
     return names + (["fid"] if space.search.quality_objective == "fid" else [])
 
 
@@ -89,6 +89,8 @@ def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: i
         raise StorageError(f"cannot create study {study_name!r} in {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if len(study.directions) != len(directions):
         raise StorageError(f"study {study_name!r} has {len(study.directions)} objectives but the space asks for {len(directions)} ({', '.join(metric_names(space))}); use another --study")
+    if not created and study.metric_names not in (None, metric_names(space)):
+        raise StorageError(f"study {study_name!r} minimises {', '.join(study.metric_names)} but the space asks for {', '.join(metric_names(space))}; use another --study")
     if created:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -266,7 +268,7 @@ def _tell_outcome(study, space, opts, store, trial, outcome, until) -> None:
         return _tell_fail(study, trial, m.reason, opts)
     set_constraints(trial, dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality))))
     size = m.peak_mb if space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
-    values = [size, m.imbalance] + ([m.fid] if space.search.quality_objective == "fid" else [])
+    values = [size, getattr(m, space.search.balance)] + ([m.fid] if space.search.quality_objective == "fid" else [])
     if not all(map(math.isfinite, values)):
         return _tell_fail(study, trial, f"non-finite objective {values}", opts)
     if until is not None and _complete(study) >= until:

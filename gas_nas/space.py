@@ -99,6 +99,8 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         search=SearchConfig.from_dict(mapping(doc.get("search") or {}, f"{where}: search"), f"{where}: search"),
         cases=(),
     )
+    if space.search.balance == "duality_gap" and space.quality.duality_gap_steps == 0:
+        raise SpaceError(f"{where}: search.balance: duality_gap needs quality.duality_gap_steps > 0 (0 turns the gap off)")
     seeds = doc.get("seeds") or []
     if not isinstance(seeds, list):
         raise SpaceError(f"{where}: seeds: expected a list of cases, got {type(seeds).__name__}")

@@ -32,6 +32,7 @@ MAX_BATCH_SIZE = 4096
 MAX_Z_DIM = 4096
 MAX_STEPS = 100  # d_steps, g_steps
 MAX_SAMPLES = 10_000  # MNIST's held-out test set has 10,000 images to compare with
+MAX_GAP_STEPS = 100_000  # duality-gap best-response steps; the default 200 costs ~3% of a paper trial
 
 Conv = Literal["standard", "depthwise_separable"]
 Norm = Literal["batch", "none", "spectral", "group"]
@@ -190,6 +191,7 @@ class QualityConfig:
     max_fid: float = 60.0
     min_classes: int = 8
     min_entropy: float = 2.0
+    duality_gap_steps: int = 200  # best-response steps of gas_nas.balance.duality_gap; 0: not measured
 
     def __post_init__(self) -> None:
         _check_types(self, "quality")
@@ -198,6 +200,7 @@ class QualityConfig:
         for key in ("max_fid", "min_entropy"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise SpaceError(f"quality.{key}: must be a finite number >= 0, got {getattr(self, key)}")
+        _check_range("quality.duality_gap_steps", self.duality_gap_steps, 0, MAX_GAP_STEPS)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "quality") -> QualityConfig:
@@ -212,11 +215,13 @@ class SearchConfig:
     """How the Optuna study runs: objectives, sampler, fault tolerance.
 
     `size` picks the size objective: fp32 parameter MB (any device) or peak training memory MB
-    (CUDA only; falls back to parameter MB on CPU). `quality_objective: fid` adds the Fréchet
-    distance as a third objective to minimise.
+    (CUDA only; falls back to parameter MB on CPU). `balance` picks the second objective: the
+    loss-based `imbalance` or the `duality_gap` (needs quality.duality_gap_steps > 0).
+    `quality_objective: fid` adds the Fréchet distance as a third objective to minimise.
     """
 
     size: Literal["param_mb", "peak_mb"] = "param_mb"
+    balance: Literal["imbalance", "duality_gap"] = "imbalance"
     quality_objective: Literal["none", "fid"] = "none"
     sampler: Literal["tpe", "nsgaii", "random", "gp"] = "tpe"
     cohort: Literal["auto"] | int = "auto"  # trials trained together in one process; auto: see train.auto_cohort

@@ -57,6 +57,7 @@ class TrialMetrics:
     log_steps: list[int] = field(default_factory=list)
     d_losses: list[float] = field(default_factory=list)
     g_losses: list[float] = field(default_factory=list)
+    duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -335,12 +336,14 @@ def run_cohort(
     should_stop: Callable[[], bool] | None = None,
     cuda_graph: bool = True,
 ) -> list[TrialOutcome]:
-    """Train a cohort, then measure each trial's size, balance and sample quality.
+    """Train a cohort, then measure each trial's size, balance (imbalance, duality gap) and sample quality.
 
     `held_out` is never trained on. A trial's `seconds` is the cohort's wall time divided by
     its size (what the trial cost); `peak_mb` (CUDA) is the cohort's peak for a cohort of one
     only, since trials share the device's memory.
     """
+    from gas_nas.balance import duality_gap
+
     device = real.device
     start = time.perf_counter()
     if device.type == "cuda":
@@ -357,10 +360,12 @@ def run_cohort(
         pick = torch.randperm(held_out.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed), device="cpu")[: quality.n_samples]
         q = sample_quality(classifier, fake, held_out[pick.to(held_out.device)])
         grid = generate(G, GRID_SAMPLES, train.z_dim, device, seed=12345).cpu()
-        measured.append((G, D, hist, q, grid))
+        steps = quality.duality_gap_steps if hist.status == "complete" else 0
+        gap = duality_gap(G, D, held_out, train, steps, seed) if steps else math.nan
+        measured.append((G, D, hist, q, grid, gap))
     seconds = (time.perf_counter() - start) / len(specs)
     outcomes = []
-    for spec, seed, (G, D, hist, q, grid) in zip(specs, seeds, measured):
+    for spec, seed, (G, D, hist, q, grid, gap) in zip(specs, seeds, measured):
         metrics = TrialMetrics(
             status=hist.status,
             reason=hist.reason,
@@ -383,6 +388,7 @@ def run_cohort(
             log_steps=hist.log_steps,
             d_losses=hist.d_losses,
             g_losses=hist.g_losses,
+            duality_gap=gap,
         )
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid))
     return outcomes

@@ -122,7 +122,7 @@ def test_a_cohort_creates_nothing_on_the_default_device(real, mnist_classifier, 
     train = TrainConfig(iterations=2, batch_size=4, log_every=1)
     torch.set_default_device("meta")
     try:
-        outcomes = run_cohort([c.spec for c in CASES], list(range(6)), train, QualityConfig(n_samples=32),
+        outcomes = run_cohort([c.spec for c in CASES], list(range(6)), train, QualityConfig(n_samples=32, duality_gap_steps=2),
                               real=real, held_out=held_out[:200], classifier=mnist_classifier)
     finally:
         torch.set_default_device(None)

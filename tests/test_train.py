@@ -18,7 +18,7 @@ from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig, save_arc
 from gas_nas.train import run_trial, train_gan
 
 TINY = TrainConfig(iterations=4, batch_size=8, log_every=1)
-QUALITY = QualityConfig(n_samples=64)
+QUALITY = QualityConfig(n_samples=64, duality_gap_steps=2)
 
 
 @pytest.fixture(scope="module")
