@@ -181,7 +181,7 @@ def compare_recipes(args) -> int:
     real, _ = load_mnist(args.data_dir, train=True, device=device)
     held_out, _ = load_mnist(args.data_dir, train=False, device=device)
     classifier = load_classifier(args.data_dir, device=device)
-    quality = QualityConfig(n_samples=2000 if device.type == "cuda" else 500)
+    quality = QualityConfig(n_samples=2000 if device.type == "cuda" else 500, duality_gap_steps=0)  # timing and sample quality only
     print(f"budget: {iterations} iterations, batch {args.batch_size} ({label}); case {space.cases[0].name!r}; "
           f"{quality.n_samples} quality samples; device {device}", flush=True)
     rows = []
