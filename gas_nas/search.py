@@ -194,7 +194,6 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
 
 def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
     from gas_nas.train import Interrupted as TrainingInterrupted
-    from gas_nas.train import run_cohort
 
     members = []
     for trial in trials:
@@ -214,7 +213,7 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
         opts.on_cohort_start([(t.number, TrialRecord.of(t).case or "") for t, _ in members])
     try:
         _check_stop(opts)
-        outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members], run_cohort)
+        outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
     except (TrainingInterrupted, Interrupted, KeyboardInterrupt):
         for trial, _ in members:
             _tell_fail(study, trial, INTERRUPTED, opts)
@@ -229,9 +228,11 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
             _tell_outcome(study, space, opts, store, trial, outcome, until)
 
 
-def _train(space, opts, resources, specs, seeds, run_cohort) -> list:
-    """Outcomes of a cohort; one that runs out of CUDA memory is split in halves and retried
-    (a lone trial that still does not fit fails with that reason)."""
+def _train(space, opts, resources, specs, seeds) -> list:
+    """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed); a cohort that runs
+    out of CUDA memory is split in halves and retried (a lone trial that still does not fit fails)."""
+    from gas_nas.train import run_cohort
+
     try:
         return run_cohort(
             specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,
@@ -242,7 +243,7 @@ def _train(space, opts, resources, specs, seeds, run_cohort) -> list:
             return ["CUDA out of memory"]
         torch.cuda.empty_cache()
         half = len(specs) // 2
-        return _train(space, opts, resources, specs[:half], seeds[:half], run_cohort) + _train(space, opts, resources, specs[half:], seeds[half:], run_cohort)
+        return _train(space, opts, resources, specs[:half], seeds[:half]) + _train(space, opts, resources, specs[half:], seeds[half:])
     except MemoryError:
         return ["out of memory"] * len(specs)
     except RuntimeError as exc:

@@ -247,3 +247,25 @@ def test_cohort_search_keeps_paper_cases_first_and_records_the_cohort(tmp_path, 
     assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and trials[6].user_attrs.get("case") is None
     assert [t.user_attrs["cohort"] for t in trials] == [3, 3, 3, 3, 3, 3, 1]  # 7 = 3 + 3 + 1
     assert [t.user_attrs["seed"] for t in trials] == list(range(7))
+
+
+def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
+    """OOM for a cohort of 4 (and of 2): halves are retried; a trial that never fits fails alone."""
+    import torch
+
+    import gas_nas.train
+    from gas_nas.search import Resources, SearchOptions, _train
+
+    sizes = []
+
+    def fake_run_cohort(specs, seeds, *args, **kwargs):
+        sizes.append(len(specs))
+        if len(specs) > 1 or seeds == [13]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [f"trained {seeds[0]}"]
+
+    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_run_cohort)
+    space = load_space()
+    out = _train(space, SearchOptions(), Resources(real=None, held_out=None, classifier=None), [space.cases[0].spec] * 4, [10, 11, 12, 13])
+    assert out == ["trained 10", "trained 11", "trained 12", "CUDA out of memory"]
+    assert sizes == [4, 2, 1, 1, 2, 1, 1]
