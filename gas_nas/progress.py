@@ -7,7 +7,6 @@ interval), never by Optuna's own `show_progress_bar`.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 
 import optuna
@@ -25,7 +24,7 @@ class SearchProgress:
         self.console, self.total, self.quiet, self.until = console, total, quiet, until
         self.fancy = console.is_terminal and not quiet
         self.done = 0
-        self.started = time.monotonic()  # wall time per finished trial estimates the rest (cohorts share it)
+        self.spent = 0.0  # seconds of this process's finished trials (a cohort's wall time shared among its trials)
         self.bars: Progress | None = None
 
     def __enter__(self) -> SearchProgress:
@@ -61,13 +60,15 @@ class SearchProgress:
         self.done += 1
         m = TrialRecord.of(trial).metrics
         seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
+        self.spent += seconds
         front = len(study.best_trials)
         if self.bars is not None:
             complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             self.bars.update(self.trials, advance=1, description=f"trials (study: {complete} complete, front: {front})")
         left = self._left(study)
-        rest = f", about {human_time((time.monotonic() - self.started) / self.done * left)} left for {left} more" if left else ""
-        line = f"{trial_line(study, trial)}; took {human_time(seconds)}{rest}"
+        rest = f", about {human_time(self.spent / self.done * left)} left for {left} more" if left else ""
+        share = f" (its share of a cohort of {m.cohort})" if m and m.cohort > 1 else ""
+        line = f"{trial_line(study, trial)}; took {human_time(seconds)}{share}{rest}"
         if self.bars is not None:
             self.bars.console.print(line, highlight=False)
         elif not self.quiet or trial.state != TrialState.COMPLETE:
