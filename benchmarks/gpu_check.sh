@@ -17,6 +17,8 @@ if [[ "${1:-}" == "prepare" ]]; then
     done
     mkdir -p .whl .mnist
     cp "$shared"/device-wheels/*.whl .whl/
+    # plotly (the dashboard's study plot) is not among the shared wheels: pure Python, fetched here
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl plotly narwhals
     cp "$shared"/data/mnist/*-ubyte* .mnist/
     echo "ready: $(ls .whl | wc -l) wheels in .whl/, MNIST in .mnist/; carry both (.whl, .mnist)"
     exit 0

@@ -10,6 +10,7 @@ and `serve` make its best trials Optuna's constrained front, the one `gas-nas sh
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import optuna
@@ -180,7 +181,18 @@ def _hover(t: FrozenTrial) -> str:
 
 
 def refresh_study_plot(study: optuna.Study) -> None:
-    """Save the study plot for optuna-dashboard's study page, replacing the previous one."""
+    """Save the study plot for optuna-dashboard's study page, replacing the previous one.
+    Without plotly (a bare machine) the search goes on without the plot, after one warning."""
     from optuna_dashboard import save_plotly_graph_object
 
-    save_plotly_graph_object(study, study_figure(study), graph_object_id=PLOT_ID)
+    try:
+        figure = study_figure(study)
+    except ImportError as exc:
+        if not _WARNED:
+            _WARNED.append(True)
+            print(f"gas-nas: warning: no study plot in the dashboard ({exc}); pip install plotly", file=sys.stderr)
+        return
+    save_plotly_graph_object(study, figure, graph_object_id=PLOT_ID)
+
+
+_WARNED: list[bool] = []  # the missing-plotly warning is printed once per process

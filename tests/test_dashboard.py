@@ -102,3 +102,18 @@ def test_study_plot_labels_cases_greys_infeasible_and_draws_the_front(detail_and
     assert traces["feasible front"]["x"] == [1.0, 2.0] and traces["feasible front"]["mode"] == "lines+markers"
     assert traces["paper cases"]["text"] == ["1 original", "2 depthwise separable"]
     assert "3/4 feasible, 2 on the front" in graphs[PLOT_ID]["layout"]["title"]["text"]
+
+
+def test_a_machine_without_plotly_still_searches_with_one_warning(tmp_path, monkeypatch, capsys):
+    """The GPU machine's wheels may lack plotly: the study plot is skipped, never the search."""
+    import gas_nas.dashboard
+
+    def no_plotly(study):
+        raise ImportError("No module named 'plotly'")
+
+    monkeypatch.setattr(gas_nas.dashboard, "study_figure", no_plotly)
+    monkeypatch.setattr(gas_nas.dashboard, "_WARNED", [])
+    study = _study(tmp_path, TRIALS)  # after_trial after each of 5 trials
+    assert len(study.trials) == 5
+    err = capsys.readouterr().err
+    assert err.count("no study plot") == 1 and "plotly" in err
