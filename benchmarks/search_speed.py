@@ -50,7 +50,6 @@ from trial_speed import PAPER_ITERATIONS, budget, naive_train, pick_device, sync
 
 CPU_TRIALS, CUDA_TRIALS = 4, 16
 CPU_COHORTS, CUDA_COHORTS = "1,2,4", "1,4,16"
-GAP_STEPS_PER_ITERATION = 0.1  # search_spaces/gas.yaml: 200 gap steps for 2000 iterations
 CPU_ITERATIONS = 10
 CPU_QUALITY_SAMPLES = 256
 STUDY = "bench"
@@ -108,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.quality_samples or not cuda:
             doc.setdefault("quality", {})["n_samples"] = args.quality_samples or CPU_QUALITY_SAMPLES
         doc.setdefault("train", {}).update(iterations=iterations, batch_size=args.batch_size)
-        # the duality gap's best-response steps keep their share of a paper-budget trial (200 of 2000 iterations' worth)
-        doc["quality"]["duality_gap_steps"] = max(1, round(GAP_STEPS_PER_ITERATION * iterations))
         doc.setdefault("search", {})["sampler"] = "random"  # the same specs whatever the cohort size
         space_path = tmp / "space.yaml"
         space_path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -360,7 +360,7 @@ def run_cohort(
         pick = torch.randperm(held_out.shape[0], generator=torch.Generator(device="cpu").manual_seed(seed), device="cpu")[: quality.n_samples]
         q = sample_quality(classifier, fake, held_out[pick.to(held_out.device)])
         grid = generate(G, GRID_SAMPLES, train.z_dim, device, seed=12345).cpu()
-        steps = quality.duality_gap_steps if hist.status == "complete" else 0
+        steps = gap_steps(quality, train) if hist.status == "complete" else 0
         gap = duality_gap(G, D, held_out, train, steps, seed) if steps else math.nan
         measured.append((G, D, hist, q, grid, gap))
     seconds = (time.perf_counter() - start) / len(specs)
@@ -392,6 +392,17 @@ def run_cohort(
         )
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid))
     return outcomes
+
+
+GAP_SHARE = 10  # the duality gap takes at most one best-response step per this many iterations
+
+
+def gap_steps(quality: QualityConfig, train: TrainConfig) -> int:
+    """`quality.duality_gap_steps`, but at most a tenth of the trial's iterations (200 at the
+    paper's 2000), so the gap's share of a trial stays small and a quick look stays quick."""
+    if not quality.duality_gap_steps:
+        return 0
+    return max(1, min(quality.duality_gap_steps, train.iterations // GAP_SHARE))
 
 
 def run_trial(

@@ -133,3 +133,14 @@ def test_a_search_on_the_duality_gap_records_it_and_minimises_it(tmp_path, data,
     with pytest.raises(Exception, match="minimises d_size_mb, duality_gap but the space asks for d_size_mb, imbalance"):
         open_study(other, storage, "gap")
     assert optuna.load_study(study_name="gap", storage=storage).metric_names == ["d_size_mb", "duality_gap"]
+
+
+def test_the_gap_never_takes_more_than_a_tenth_of_the_trials_iterations():
+    from gas_nas.train import gap_steps
+
+    quality = QualityConfig()  # 200 steps
+    assert gap_steps(quality, TrainConfig()) == 200  # the paper's 2000 iterations
+    assert gap_steps(quality, TrainConfig(iterations=20)) == 2  # a quick look stays quick
+    assert gap_steps(quality, TrainConfig(iterations=3)) == 1
+    assert gap_steps(QualityConfig(duality_gap_steps=0), TrainConfig()) == 0
+    assert gap_steps(QualityConfig(duality_gap_steps=50), TrainConfig()) == 50
