@@ -26,7 +26,7 @@ from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
-CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 cost more per trial than 1
+CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 were no faster (0.97x, 0.98x)
 CUDA_COHORT_MAX = 16  # the H100 reference: gains level off well before this many trials per kernel
 CUDA_MEMORY_HEADROOM = 4  # a sampled discriminator may need several times what paper case 1 does
 Progress = Callable[[int, int], None]
