@@ -153,7 +153,8 @@ class Cohort:
             self.noise[i].normal_(generator=rng)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train.precision == "bf16")
+        # no cast cache: a CUDA graph must not replay casts of last iteration's weights (PyTorch's advice)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train.precision == "bf16", cache_enabled=False)
 
     def step(self) -> None:
         """One iteration for every trial: d_steps D updates, then g_steps G updates. A one-stage
