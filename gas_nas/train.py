@@ -340,18 +340,16 @@ def run_cohort(
     """Train a cohort, then measure each trial's size, balance (imbalance, duality gap) and sample quality.
 
     `held_out` is never trained on. A trial's `seconds` is the cohort's wall time divided by
-    its size (what the trial cost); `peak_mb` (CUDA) is the cohort's peak for a cohort of one
-    only, since trials share the device's memory.
+    its size (what the trial cost). `peak_mb` (CUDA only) is `peak_train_memory_mb` of its spec,
+    measured alone after the cohort: trials of a cohort share the device's memory, and the same
+    definition then holds for every cohort size and for `gas-nas cases`.
     """
     from gas_nas.balance import duality_gap
 
     device = real.device
     start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        resident = torch.cuda.memory_allocated(device)  # MNIST, the classifier: not this trial's
     cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph)
-    peak = (torch.cuda.max_memory_allocated(device) - resident) / 2**20 if device.type == "cuda" and len(specs) == 1 else None
+    peaks = [peak_train_memory_mb(spec, train, device) if device.type == "cuda" else None for spec in specs]
     measured = []
     for i, (spec, seed, hist) in enumerate(zip(specs, seeds, hists)):
         if should_stop is not None and should_stop():
@@ -366,7 +364,7 @@ def run_cohort(
         measured.append((G, D, hist, q, grid, gap))
     seconds = (time.perf_counter() - start) / len(specs)
     outcomes = []
-    for spec, seed, (G, D, hist, q, grid, gap) in zip(specs, seeds, measured):
+    for spec, seed, peak, (G, D, hist, q, grid, gap) in zip(specs, seeds, peaks, measured):
         metrics = TrialMetrics(
             status=hist.status,
             reason=hist.reason,
