@@ -269,9 +269,9 @@ class Search(Command):
     def run(self, args, console):
         import optuna
 
-        from gas_nas.interrupt import StopRequest
+        from gas_nas.interrupt import Interrupted, StopRequest
         from gas_nas.progress import SearchProgress, study_status
-        from gas_nas.search import Interrupted, SearchOptions, load_resources, open_study, run_search
+        from gas_nas.search import SearchOptions, load_resources, open_study, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort

@@ -14,6 +14,11 @@ import threading
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+class Interrupted(Exception):
+    """A stop was requested: raised at the next safe point (between iterations, measurements
+    or cohorts); the search then fails its running trials as "interrupted"."""
+
+
 class StopRequest:
     """Use as a context manager around a search; call it to ask whether a stop was requested."""
 

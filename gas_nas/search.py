@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.dashboard import after_trial, set_constraints
 from gas_nas.errors import GasNasError, StorageError
+from gas_nas.interrupt import Interrupted
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
@@ -141,10 +142,6 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
 # ---------------------------------------------------------------- running trials
 
 
-class Interrupted(Exception):
-    """The search was asked to stop; the running cohort's trials are FAIL ("interrupted")."""
-
-
 @dataclass
 class Resources:
     """What every trial in a process shares: MNIST on the device and the quality classifier."""
@@ -193,8 +190,6 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
 
 
 def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
-    from gas_nas.train import Interrupted as TrainingInterrupted
-
     members = []
     for trial in trials:
         record = TrialRecord.of(trial)
@@ -214,7 +209,7 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
     try:
         _check_stop(opts)
         outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
-    except (TrainingInterrupted, Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt):
         for trial, _ in members:
             _tell_fail(study, trial, INTERRUPTED, opts)
             record = TrialRecord.of(trial)

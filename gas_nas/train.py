@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gas_nas.interrupt import Interrupted
 from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
@@ -92,10 +93,6 @@ class TrialOutcome:
     generator: nn.Module
     discriminator: nn.Module
     grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
-
-
-class Interrupted(Exception):
-    """Training was asked to stop (Ctrl-C, SIGTERM) between two iterations."""
 
 
 @dataclass

@@ -220,7 +220,8 @@ def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case
 def test_a_stop_asked_right_after_a_trial_completes_ends_the_search_cleanly(tmp_path, mnist_dir, mnist_classifier):
     """The race of a Ctrl-C landing between trials: the search finishes telling the cohort it
     is in, asks for no more, and leaves nothing RUNNING."""
-    from gas_nas.search import Interrupted, Resources, SearchOptions, open_study, run_search
+    from gas_nas.interrupt import Interrupted
+    from gas_nas.search import Resources, SearchOptions, open_study, run_search
     from gas_nas.data import load_mnist
 
     space = load_space(write_tiny_space(tmp_path / "tiny.yaml"))
