@@ -3,7 +3,8 @@
 
 Three parts, all with gas_nas's own functions:
   (a) the six paper discriminators (plus case 1 with leaky ReLU) trained at the paper budget
-      over several seeds with `gas_nas.train.run_trial`, reported as mean ± std;
+      over several seeds with `gas_nas.train.run_cohort` (cohorts of `auto_cohort`: 1 on a
+      CPU, many on CUDA), reported as mean ± std;
   (b) an Optuna search (`open_study` / `run_search`) whose Pareto front is plotted;
   (c) a Markdown page with the table, sample grids, the front and a verdict on each of the
       three GAS conclusions, computed from the numbers by the rules printed on the page.
@@ -142,22 +143,31 @@ def reproduction_cases(space) -> list[tuple[str, float | None, object]]:
 
 
 def run_cases(space, res, seeds: int, assets: Path, log) -> list[CaseResult]:
+    """Every (case, seed) run, trained in cohorts of `auto_cohort` (1 on a CPU, many on CUDA):
+    a run's numbers come from its spec and seed alone, whichever cohort it trains in."""
     from gas_nas.cases import slug
     from gas_nas.report import save_grid
-    from gas_nas.train import run_trial
+    from gas_nas.train import auto_cohort, run_cohort
 
-    results = []
-    for name, paper_mb, spec in reproduction_cases(space):
-        runs, grid = [], f"{ASSETS}/{slug(name)}.png"
-        for seed in range(seeds):
-            start = time.perf_counter()
-            out = run_trial(spec, space.train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed)
-            if seed == 0:
-                save_grid(out.grid, assets / Path(grid).name)
+    cases = reproduction_cases(space)
+    runs = [(name, spec, seed) for name, _, spec in cases for seed in range(seeds)]
+    size = auto_cohort(res.real.device, space.train)
+    outcomes: dict[tuple[str, int], object] = {}
+    for first in range(0, len(runs), size):
+        chunk = runs[first : first + size]
+        start = time.perf_counter()
+        outs = run_cohort([spec for _, spec, _ in chunk], [seed for _, _, seed in chunk], space.train, space.quality,
+                          real=res.real, held_out=res.held_out, classifier=res.classifier)
+        for (name, _, seed), out in zip(chunk, outs):
+            outcomes[(name, seed)] = out
             m = out.metrics
-            log(f"  {name:<28} seed {seed}: fid {m.fid:8.1f}  imbalance {m.imbalance:6.3f}  classes {m.classes}  {m.status}  ({time.perf_counter() - start:.1f}s)")
-            runs.append(m)
-        results.append(CaseResult(name, paper_mb, spec, runs, grid))
+            log(f"  {name:<28} seed {seed}: fid {m.fid:8.1f}  imbalance {m.imbalance:6.3f}  classes {m.classes}  {m.status}"
+                f"  ({time.perf_counter() - start:.1f}s for a cohort of {len(chunk)})")
+    results = []
+    for name, paper_mb, spec in cases:
+        grid = f"{ASSETS}/{slug(name)}.png"
+        save_grid(outcomes[(name, 0)].grid, assets / Path(grid).name)
+        results.append(CaseResult(name, paper_mb, spec, [outcomes[(name, seed)].metrics for seed in range(seeds)], grid))
     return results
 
 
