@@ -153,10 +153,10 @@ def cohort_size(text: str):
 
     if text == "auto":
         return text
-    value = positive_int(text)
-    if value > MAX_COHORT:
-        raise argparse.ArgumentTypeError(f"expected auto or 1..{MAX_COHORT}, got {value}")
-    return value
+    try:
+        return int_in(1, MAX_COHORT)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or auto") from None
 
 
 def _device(name: str):
