@@ -4,12 +4,17 @@
 Three parts, all with gas_nas's own functions:
   (a) the six paper discriminators (plus case 1 with leaky ReLU) trained at the paper budget
       over several seeds with `gas_nas.train.run_cohort` (cohorts of `auto_cohort`: 1 on a
-      CPU, many on CUDA), reported as mean ± std;
-  (b) an Optuna search (`open_study` / `run_search`) whose Pareto front is plotted;
+      CPU, many on CUDA), reported as mean ± std. Resumable: every run is stored as it
+      finishes (OUT/gas-reproduction/runs/, its metrics and sample grid), keyed by what
+      changes its numbers, and skipped when the same command runs again;
+  (b) an Optuna search (`open_study` / `run_search`) whose Pareto front is plotted
+      (`--trials 0` skips it);
   (c) a Markdown page with the table, sample grids, the front and a verdict on each of the
-      three GAS conclusions, computed from the numbers by the rules printed on the page.
+      three GAS conclusions, computed from the numbers by the rules printed on the page. It is
+      rewritten after every stored run, so it always shows what is stored.
 
 GPU run (the real one):  python docs/reproduce.py --seeds 3 --trials 50 --device cuda
+CPU, beside other work:  python docs/reproduce.py --seeds 3 --trials 0 --device cpu --threads 1
 CPU smoke test:          python docs/reproduce.py --tiny --out /tmp/repro --device cpu
 """
 
@@ -18,7 +23,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -35,6 +43,7 @@ DOCS = ROOT / "docs"
 STUDY_NAME = "gas-reproduction"
 PAGE_NAME = "gas-reproduction.md"
 ASSETS = "gas-reproduction"  # folder next to the page: grids and the front
+RUNS = "runs"  # under ASSETS: one JSON (metrics, key) and one PNG (samples) per finished run
 LEAKY = "1 original + leaky_relu"
 BANNER = "> **SMOKE TEST — tiny CPU budget, not a reproduction.** These numbers say nothing about the GAS study."
 TINY = {"seeds": 2, "iterations": 3, "batch_size": 8, "n_samples": 64, "trials": 7}
@@ -51,7 +60,7 @@ D_LOSS_CRASH = 0.40  # a D that ignores its input scores 0.25-0.5 (sigmoid outpu
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=positive_int, help="seeds per case (default 3; --tiny: 2)")
-    p.add_argument("--trials", type=positive_int, help="search trials, the six cases included (default 50; --tiny: 7)")
+    p.add_argument("--trials", type=non_negative_int, help="search trials, the six cases included; 0 skips the search (default 50; --tiny: 7)")
     p.add_argument("--iterations", type=positive_int, help="iterations per run (default: the space's, the paper's 2000)")
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: the space's, the paper's 32)")
     p.add_argument("--n-samples", type=positive_int, help="samples for FID and class coverage (default: the space's)")
@@ -61,8 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage", default="sqlite:///studies/reproduction.db", help="Optuna storage URL of the search")
     p.add_argument("--artifacts", help="Optuna artifact folder (default: studies/artifacts; --tiny: OUT/artifacts)")
     p.add_argument("--space", help="search-space YAML (default: search_spaces/gas.yaml)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's, every core); 1 leaves the other cores free")
+    p.add_argument("--max-runs", type=positive_int, help="train at most this many missing runs, then write the page and stop (resume later)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
+    args.command = " ".join(sys.argv[1:] if argv is None else argv)
     if args.tiny and _same_dir(args.out, DOCS):
         p.error("--tiny writes a smoke-test page; give --out DIR outside docs/ (it must never replace docs/gas-reproduction.md)")
     if args.tiny:
@@ -70,11 +82,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, key) is None:
                 setattr(args, key, value)
     args.seeds = args.seeds or 3
-    args.trials = args.trials or 50
-    if args.trials < 6:
-        p.error("--trials must be at least 6: the six paper cases are the first trials")
+    args.trials = 50 if args.trials is None else args.trials
+    if 0 < args.trials < 6:
+        p.error("--trials must be 0 (no search) or at least 6: the six paper cases are the first trials")
     args.artifacts = args.artifacts or (str(Path(args.out) / "artifacts") if args.tiny else "studies/artifacts")
     return args
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
 
 
 def _same_dir(a: str | Path, b: Path) -> bool:
@@ -112,14 +131,22 @@ class CaseResult:
     name: str
     paper_mb: float | None
     spec: object
-    runs: list  # TrialMetrics, one per seed
-    grid: str  # sample grid of the first seed, relative to the page
+    runs: list  # TrialMetrics, one per stored seed
+    grids: list  # sample grid of each stored seed, relative to the page
+    planned: int = 0  # seeds asked for
+    seconds: float = 0.0  # training compute summed over the stored runs (whichever session trained them)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.runs) >= self.planned
 
     def values(self, key: str) -> list[float]:
         return [float(getattr(m, key)) for m in self.runs]
 
     def mean(self, key: str) -> float:
         vals = self.values(key)
+        if not vals:
+            return math.nan
         return statistics.fmean(vals) if all(map(math.isfinite, vals)) else math.inf
 
     def std(self, key: str) -> float:
@@ -142,32 +169,215 @@ def reproduction_cases(space) -> list[tuple[str, float | None, object]]:
     return rows
 
 
-def run_cases(space, res, seeds: int, assets: Path, log) -> list[CaseResult]:
-    """Every (case, seed) run, trained in cohorts of `auto_cohort` (1 on a CPU, many on CUDA):
-    a run's numbers come from its spec and seed alone, whichever cohort it trains in."""
+def cpu_model() -> str:
+    """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device) -> dict:
+    """What about this machine changes a run's numbers: torch, the device kind and the CPU."""
+    import torch
+
+    kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"torch": torch.__version__, "device": kind, "cpu": cpu_model()}
+
+
+def classifier_fingerprint(classifier) -> str:
+    """sha256 of the quality classifier's weights: another classifier gives other FIDs."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(classifier.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_key(name: str, spec, seed: int, space, machine: dict) -> dict:
+    """Everything that changes a run's numbers. The guard's thresholds are not in it: they
+    judge the numbers on the page and can change without retraining."""
+    q = space.quality
+    return {
+        "case": name,
+        "spec": spec.to_dict(),
+        "seed": seed,
+        "train": space.train.to_dict(),
+        "quality": {"n_samples": q.n_samples, "duality_gap_steps": q.duality_gap_steps},
+        **machine,
+    }
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Run:
+    """One (case, seed) run: where it is stored and, once trained, what it measured."""
+
+    name: str
+    spec: object
+    seed: int
+    key: dict
+    stem: str  # file name without suffix, under ASSETS/RUNS
+
+    @property
+    def json_name(self) -> str:
+        return f"{self.stem}.json"
+
+    @property
+    def grid_name(self) -> str:
+        return f"{self.stem}.png"
+
+
+def plan_runs(space, seeds: int, machine: dict, classifier: str) -> list[Run]:
+    """Every (case, seed) run in training order: seed 0 of every paper case first, so a
+    stopped run leaves whole seeds behind; the leaky-ReLU variant last."""
     from gas_nas.cases import slug
-    from gas_nas.report import save_grid
-    from gas_nas.train import auto_cohort, run_cohort
 
     cases = reproduction_cases(space)
-    runs = [(name, spec, seed) for name, _, spec in cases for seed in range(seeds)]
+    order = [(name, spec, seed) for seed in range(seeds) for name, _, spec in cases if name != LEAKY]
+    order += [(name, spec, seed) for name, _, spec in cases if name == LEAKY for seed in range(seeds)]
+    runs = []
+    for name, spec, seed in order:
+        key = run_key(name, spec, seed, space, machine) | {"classifier": classifier}
+        runs.append(Run(name, spec, seed, key, f"{slug(name)}-seed{seed}-{key_hash(key)}"))
+    return runs
+
+
+def load_run(runs_dir: Path, run: Run) -> dict | None:
+    """The stored record of `run`, or None when it has not finished (or was stored under another key)."""
+    for path in sorted(runs_dir.glob(f"{run.stem.rsplit('-', 1)[0]}-*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if key_matches(record.get("key"), run.key) and path.with_suffix(".png").is_file():
+            return record | {"grid": path.with_suffix(".png").name}
+    return None
+
+
+def key_matches(stored, current: dict) -> bool:
+    """Equal keys, except that an option added to the spec or train config after a run was
+    stored may appear in `current` at its default (a new option's default keeps the old
+    behaviour, which its own tests check), so adding an option does not retrain every run."""
+    from gas_nas.spec import DiscriminatorSpec, TrainConfig
+
+    if not isinstance(stored, dict) or set(stored) != set(current):
+        return False
+    defaults = {"spec": DiscriminatorSpec().to_dict(), "train": TrainConfig().to_dict()}
+    for name, value in current.items():
+        if name in defaults and isinstance(value, dict) and isinstance(stored[name], dict):
+            added = set(value) - set(stored[name])
+            if any(value[k] != defaults[name].get(k, object()) for k in added):
+                return False
+            value = {k: v for k, v in value.items() if k not in added}
+        if stored[name] != value:
+            return False
+    return True
+
+
+def store_run(runs_dir: Path, run: Run, outcome, threads: int) -> dict:
+    """Write a finished run atomically (grid first, then the JSON that marks it done)."""
+    from gas_nas.report import save_grid
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    tmp_grid = runs_dir / f".{run.grid_name}.tmp.png"
+    save_grid(outcome.grid, tmp_grid)
+    os.replace(tmp_grid, runs_dir / run.grid_name)
+    record = {
+        "key": run.key,
+        "metrics": outcome.metrics.to_dict(),
+        "threads": threads,
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    tmp = runs_dir / f".{run.json_name}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+    os.replace(tmp, runs_dir / run.json_name)
+    return record
+
+
+def estimate_seconds(runs: list[Run], space, res) -> float:
+    """About how long `runs` take: a few timed iterations per distinct spec (as `gas-nas search`
+    does on a CPU), scaled to the budget plus the duality gap's best-response steps."""
+    from gas_nas.train import gap_steps, seconds_per_trial
+
+    per_spec: dict[str, float] = {}
+    total = 0.0
+    scale = 1 + gap_steps(space.quality, space.train) / space.train.iterations
+    for run in runs:
+        token = json.dumps(run.spec.to_dict(), sort_keys=True)
+        if token not in per_spec:
+            per_spec[token] = seconds_per_trial(run.spec, space.train, res.real) * scale
+        total += per_spec[token]
+    return total
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def train_missing(runs: list[Run], space, res, runs_dir: Path, args, log, on_stored) -> int:
+    """Train the runs not stored yet (at most `--max-runs`), in cohorts of `auto_cohort`; store
+    each as its cohort finishes and call `on_stored()`. Returns how many were trained."""
+    import torch
+
+    from gas_nas.train import auto_cohort, run_cohort
+
+    missing = [r for r in runs if load_run(runs_dir, r) is None]
+    if args.max_runs is not None:
+        missing = missing[: args.max_runs]
+    log(f"{len(runs) - len([r for r in runs if load_run(runs_dir, r) is None])} of {len(runs)} runs stored in {runs_dir}; "
+        f"training {len(missing)} now")
+    if not missing:
+        return 0
+    estimate = estimate_seconds(missing, space, res)
+    log(f"about {_minutes(estimate)} for {len(missing)} runs on {res.real.device} with {torch.get_num_threads()} thread(s) "
+        f"(timed from a few iterations; Ctrl-C loses at most the run in progress)")
     size = auto_cohort(res.real.device, space.train)
-    outcomes: dict[tuple[str, int], object] = {}
-    for first in range(0, len(runs), size):
-        chunk = runs[first : first + size]
+    done_s = 0.0
+    for first in range(0, len(missing), size):
+        chunk = missing[first : first + size]
         start = time.perf_counter()
-        outs = run_cohort([spec for _, spec, _ in chunk], [seed for _, _, seed in chunk], space.train, space.quality,
-                          real=res.real, held_out=res.held_out, classifier=res.classifier)
-        for (name, _, seed), out in zip(chunk, outs):
-            outcomes[(name, seed)] = out
+        label = ", ".join(f"{r.name} seed {r.seed}" for r in chunk)
+        step = max(1, space.train.iterations // 10)
+
+        def progress(it: int, total: int, label=label, start=start) -> None:
+            if it % step and it != total:
+                return
+            spent = time.perf_counter() - start
+            log(f"  [{first + len(chunk)}/{len(missing)}] {label}: {it}/{total} iterations, {spent / 60:.1f} min")
+
+        outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], space.train, space.quality,
+                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress)
+        for run, out in zip(chunk, outs):
+            store_run(runs_dir, run, out, torch.get_num_threads())
             m = out.metrics
-            log(f"  {name:<28} seed {seed}: fid {m.fid:8.1f}  imbalance {m.imbalance:6.3f}  classes {m.classes}  {m.status}"
-                f"  ({time.perf_counter() - start:.1f}s for a cohort of {len(chunk)})")
+            log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
+        done_s += time.perf_counter() - start
+        left = estimate * (len(missing) - first - len(chunk)) / len(missing) if first + len(chunk) < len(missing) else 0.0
+        log(f"  {first + len(chunk)}/{len(missing)} runs done in {_minutes(done_s)}; about {_minutes(left)} left")
+        on_stored()
+    return len(missing)
+
+
+def case_results(runs: list[Run], runs_dir: Path, space) -> list[CaseResult]:
+    """Each case with the runs stored so far (a case may have fewer seeds than asked, or none)."""
+    from gas_nas.train import TrialMetrics
+
     results = []
-    for name, paper_mb, spec in cases:
-        grid = f"{ASSETS}/{slug(name)}.png"
-        save_grid(outcomes[(name, 0)].grid, assets / Path(grid).name)
-        results.append(CaseResult(name, paper_mb, spec, [outcomes[(name, seed)].metrics for seed in range(seeds)], grid))
+    for name, paper_mb, spec in reproduction_cases(space):
+        mine = [r for r in runs if r.name == name]
+        stored = [(r, load_run(runs_dir, r)) for r in mine]
+        done = [(r, rec) for r, rec in stored if rec is not None]
+        metrics = [TrialMetrics(**rec["metrics"]) for _, rec in done]
+        grids = [f"{ASSETS}/{RUNS}/{rec['grid']}" for _, rec in done]
+        seconds = sum(m.seconds for m in metrics)
+        results.append(CaseResult(name, paper_mb, spec, metrics, grids, planned=len(mine), seconds=seconds))
     return results
 
 
@@ -306,10 +516,18 @@ def verdicts(results: list[CaseResult], quality) -> list[str]:
         f"FID {leaky.mean('fid'):.1f} vs original {c1.mean('fid'):.1f}"
     )
     return [
-        f"**Conclusion 1** (inception k=32 matches the original; k=16 and k=8 collapse): {v1}",
-        f"**Conclusion 2** (depthwise-separable convolutions crash LSGAN training): {v2}",
-        f"**Conclusion 3** (leaky ReLU makes training crash): {v3}",
+        f"**Conclusion 1** (inception k=32 matches the original; k=16 and k=8 collapse): {_pending((c1, c3, c5, c6)) or v1}",
+        f"**Conclusion 2** (depthwise-separable convolutions crash LSGAN training): {_pending((c2, c4)) or v2}",
+        f"**Conclusion 3** (leaky ReLU makes training crash): {_pending((c1, leaky)) or v3}",
     ]
+
+
+def _pending(cases) -> str:
+    """'PENDING ...' while a case the verdict needs lacks some of its seeds, else ''."""
+    short = [c for c in cases if not c.complete]
+    if not short:
+        return ""
+    return "PENDING — waits for " + ", ".join(f"{c.name} ({len(c.runs)}/{c.planned} seeds stored)" for c in short)
 
 
 def _verdict(yes: bool, partly: bool) -> str:
@@ -328,34 +546,52 @@ Rules (a case "fails the guard" when a majority of its seeds fail the quality gu
 
 def _pm(r: CaseResult, key: str, fmt: str) -> str:
     mean, std = r.mean(key), r.std(key)
+    if math.isnan(mean):
+        return "–"
+    if len(r.runs) < 2 and math.isfinite(mean):
+        return f"{mean:{fmt}}"
     return "inf" if not math.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
 def table(results: list[CaseResult], quality, cuda: bool) -> list[str]:
-    from gas_nas.metrics import param_count
+    from gas_nas.metrics import param_count, param_mb
     from gas_nas.models import build_discriminator
 
     lines = [
-        "| case | paper MB (TF, GPU) | params | param MB | peak train MB | imbalance | D loss | FID | classes | entropy | guard passed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | paper MB (TF, GPU) | params | param MB | peak train MB | seeds | imbalance | D loss | FID | classes | entropy | guard passed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         paper = f"{r.paper_mb:g}" if r.paper_mb is not None else "–"
         peak = _pm(r, "peak_mb", ".1f") if cuda and all(m.peak_mb is not None for m in r.runs) else "n/a"
         passed = f"{len(r.runs) - r.failures(quality)}/{len(r.runs)}"
+        model = build_discriminator(r.spec)
         lines.append(
-            f"| {r.name} | {paper} | {param_count(build_discriminator(r.spec)):,} | {r.mean('d_param_mb'):.3f} | {peak} | "
+            f"| {r.name} | {paper} | {param_count(model):,} | {param_mb(model):.3f} | {peak} | {len(r.runs)}/{r.planned} | "
             f"{_pm(r, 'imbalance', '.3f')} | {_pm(r, 'd_loss', '.3f')} | {_pm(r, 'fid', '.1f')} | "
             f"{_pm(r, 'classes', '.1f')} | {_pm(r, 'entropy', '.2f')} | {passed} |"
         )
     return lines
 
 
-def environment(device) -> dict[str, str]:
+def run_table(results: list[CaseResult], quality) -> list[str]:
+    """Every stored run, one row: the spread behind each mean."""
+    lines = ["| case | seed | imbalance | D loss | G loss | FID | classes | entropy | guard | minutes |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in results:
+        for m in r.runs:
+            reasons = m.violations(quality)
+            lines.append(
+                f"| {r.name} | {m.seed} | {m.imbalance:.3f} | {m.d_loss:.3f} | {m.g_loss:.3f} | {m.fid:.1f} | {m.classes} | "
+                f"{m.entropy:.2f} | {'pass' if not reasons else 'fail: ' + '; '.join(reasons)} | {m.seconds / 60:.1f} |"
+            )
+    return lines
+
+
+def environment(device, threads: int) -> dict[str, str]:
     import optuna
     import torch
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {threads} torch thread(s)"
     return {
         "device": name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -373,35 +609,51 @@ def gas_nas_version() -> str:
         return gas_nas.__version__
 
 
-def write_page(path: Path, *, args, space, env: dict, results, study, found: list, seconds: float, cuda: bool) -> Path:
-    from optuna.trial import TrialState
-
+def write_page(path: Path, *, args, space, env: dict, results, search: dict | None, seconds: float, cuda: bool) -> Path:
+    """The page from what is stored. `search` is None when no search ran in this invocation;
+    otherwise {"study": ..., "found": [...]}."""
     t, q = space.train, space.quality
-    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    stored = sum(len(r.runs) for r in results)
+    planned = sum(r.planned for r in results)
+    compute = sum(r.seconds for r in results)
     lines = ["# GAS reproduction with gas-nas", ""]
     if args.tiny:
         lines += [BANNER, ""]
+    if not cuda:
+        lines += [
+            "> **A CPU run.** The paper cases were trained on a CPU; "
+            + ("the search part was skipped (`--trials 0`) and waits for a GPU, where the same command with "
+               "`--device cuda --trials 50` replaces or extends this page." if args.trials == 0 else
+               "the search ran on the CPU too."),
+            "",
+        ]
     lines += [
         f"- **Device:** {env['device']}",
         f"- **Date:** {env['date']}",
         f"- **Versions:** {env['versions']}",
         f"- **Budget per run:** {t.iterations} iterations, batch {t.batch_size}, {t.d_steps} D step then {t.g_steps} G steps, "
         f"{t.optimizer} lr {t.lr:g}; quality on {q.n_samples} samples (guard: FID <= {q.max_fid:g}, >= {q.min_classes} digits, entropy >= {q.min_entropy:g})",
-        f"- **Seeds per case:** {args.seeds} (0..{args.seeds - 1}); **search:** {args.trials} trials in study `{STUDY_NAME}` ({n_complete} complete)",
-        f"- **Wall time:** {seconds / 60:.1f} min",
-        f"- **Command:** `python docs/reproduce.py {' '.join(sys.argv[1:])}`",
+        f"- **Seeds per case:** {args.seeds} (0..{args.seeds - 1}); **runs stored:** {stored} of {planned}"
+        + ("" if stored == planned else " (the command resumes where it stopped)"),
+        f"- **Compute:** {compute / 60:.1f} min of training and measurement, summed over the stored runs (across resumes)",
+        f"- **Wall time of the last invocation:** {seconds / 60:.1f} min",
+        f"- **Command:** `python docs/reproduce.py {args.command}`",
         "",
         "## The six GAS discriminators (and case 1 with leaky ReLU)",
         "",
-        "Mean ± std over seeds. *Paper MB* is the GPU memory the write-up measured under TensorFlow, a reference "
+        "Mean ± std over the stored seeds. *Paper MB* is the GPU memory the write-up measured under TensorFlow, a reference "
         "column only; *param MB* is fp32 parameters; *peak train MB* is the CUDA peak of a training run (n/a on a CPU). "
         "*Guard passed*: seeds whose samples pass the quality guard.",
         "",
         *table(results, q, cuda),
         "",
-        "### Samples (seed 0)",
+        "### Every run",
         "",
-        *[f"**{r.name}**  \n![{r.name}]({r.grid})\n" for r in results],
+        *run_table(results, q),
+        "",
+        "### Samples (every stored seed, left to right)",
+        "",
+        *[f"**{r.name}**  \n" + " ".join(f"![{r.name}, seed {i}]({g})" for i, g in enumerate(r.grids)) + "\n" for r in results if r.grids],
         "## Verdicts on the GAS conclusions",
         "",
         "```text",
@@ -412,12 +664,21 @@ def write_page(path: Path, *, args, space, env: dict, results, study, found: lis
         "",
         "## The search",
         "",
-        f"![Pareto front]({ASSETS}/pareto.png)",
-        "",
-        *found_section(found, args.tiny),
+        *search_section(args, search),
     ]
-    path.write_text("\n".join(lines) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
     return path
+
+
+def search_section(args, search: dict | None) -> list[str]:
+    if args.trials == 0:
+        return ["Not run (`--trials 0`). On a 2-core CPU a 50-trial search at the paper budget takes about 7 hours; "
+                "it waits for a GPU (`python docs/reproduce.py --seeds 3 --trials 50 --device cuda`)."]
+    if search is None:
+        return ["Not run yet: the search runs once every paper-case run is stored."]
+    return [f"![Pareto front]({ASSETS}/pareto.png)", "", *found_section(search["found"], args.tiny)]
 
 
 def found_section(found: list, tiny: bool) -> list[str]:
@@ -444,31 +705,48 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, flush=True)
 
+    import torch
+
     from gas_nas.errors import GasNasError
     from gas_nas.search import load_resources
 
-    try:
-        device = resolve_device(args.device)
-        space = budget_space(args)
-        out = Path(args.out)
-        assets = out / ASSETS
-        assets.mkdir(parents=True, exist_ok=True)
-        if args.storage.startswith("sqlite:///"):
-            Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        log(f"device {device}; {args.seeds} seeds; {space.train.iterations} iterations, batch {space.train.batch_size}; {space.quality.n_samples} samples")
-        res = load_resources(device, args.data_dir)
-        results = run_cases(space, res, args.seeds, assets, log)
-        study = run_reproduction_search(space, args, device, res, log)
-    except GasNasError as exc:
-        print(f"reproduce.py: {exc}", file=sys.stderr)
-        return 2
-    plot_front(study, assets / "pareto.png")
-    found = export_found(study, dominating_trials(study), space, assets, export=not args.tiny, artifacts=args.artifacts)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
     page = out / PAGE_NAME
     if args.tiny and page.resolve() == (DOCS / PAGE_NAME).resolve():  # belt and braces: parse_args refuses this already
         raise SystemExit("reproduce.py: refusing to write a smoke test to docs/gas-reproduction.md")
-    write_page(page, args=args, space=space, env=environment(device), results=results, study=study, found=found,
-               seconds=time.perf_counter() - start, cuda=device.type == "cuda")
+    try:
+        device = resolve_device(args.device)
+        space = budget_space(args)
+        assets = out / ASSETS
+        runs_dir = assets / RUNS
+        assets.mkdir(parents=True, exist_ok=True)
+        if args.trials and args.storage.startswith("sqlite:///"):
+            Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        log(f"device {device}; {args.seeds} seeds; {space.train.iterations} iterations, batch {space.train.batch_size}; "
+            f"{space.quality.n_samples} samples; {torch.get_num_threads()} thread(s)")
+        res = load_resources(device, args.data_dir)
+        runs = plan_runs(space, args.seeds, machine_key(device), classifier_fingerprint(res.classifier))
+        env = environment(device, torch.get_num_threads())
+
+        def write(search: dict | None = None) -> None:
+            write_page(page, args=args, space=space, env=env, results=case_results(runs, runs_dir, space), search=search,
+                       seconds=time.perf_counter() - start, cuda=device.type == "cuda")
+
+        train_missing(runs, space, res, runs_dir, args, log, on_stored=write)
+        search = None
+        if args.trials and all(load_run(runs_dir, r) is not None for r in runs):
+            study = run_reproduction_search(space, args, device, res, log)
+            plot_front(study, assets / "pareto.png")
+            search = {"study": study, "found": export_found(study, dominating_trials(study), space, assets, export=not args.tiny, artifacts=args.artifacts)}
+        write(search)
+    except GasNasError as exc:
+        print(f"reproduce.py: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reproduce.py: interrupted; the stored runs are kept and the same command resumes", file=sys.stderr)
+        return 130
     log(f"wrote {page} ({time.perf_counter() - start:.0f}s)")
     return 0
 
