@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--artifacts", help="Optuna artifact folder (default: studies/artifacts; --tiny: OUT/artifacts)")
     p.add_argument("--space", help="search-space YAML (default: search_spaces/gas.yaml)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's, every core); 1 leaves the other cores free")
-    p.add_argument("--max-runs", type=positive_int, help="train at most this many missing runs, then write the page and stop (resume later)")
+    p.add_argument("--max-runs", type=non_negative_int, help="train at most this many missing runs, then write the page and stop (resume later); 0 rewrites the page from the stored runs")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
     args.command = " ".join(sys.argv[1:] if argv is None else argv)
