@@ -13,10 +13,9 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.dashboard import after_trial, set_constraints
@@ -26,6 +25,9 @@ from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
 from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
+
+if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and dashboard never need it
+    import torch
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 SEED_WAIT_S = 60.0
@@ -226,6 +228,8 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
 def _train(space, opts, resources, specs, seeds) -> list:
     """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed); a cohort that runs
     out of CUDA memory is split in halves and retried (a lone trial that still does not fit fails)."""
+    import torch
+
     from gas_nas.train import run_cohort
 
     try:

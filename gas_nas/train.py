@@ -24,6 +24,7 @@ from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.recipes import get_recipe, make_optimizer
+from gas_nas.results import TrialMetrics
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -31,60 +32,6 @@ CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 
 CUDA_COHORT_MAX = 16  # the H100 reference: gains level off well before this many trials per kernel
 CUDA_MEMORY_HEADROOM = 4  # a sampled discriminator may need several times what paper case 1 does
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class TrialMetrics:
-    """Everything one trial measured; JSON-ready via `to_dict`, stored as Optuna user attributes."""
-
-    status: str  # "complete" or "diverged"
-    reason: str
-    iterations: int
-    d_params: int
-    d_param_mb: float
-    imbalance: float
-    d_loss: float  # mean over the last quarter of training
-    g_loss: float
-    fid: float
-    classes: int
-    entropy: float
-    class_histogram: list[int]
-    classifier_accuracy: float
-    seconds: float  # this trial's share of its cohort's wall time
-    device: str
-    seed: int
-    cohort: int = 1  # trials trained together with it (itself included)
-    peak_mb: float | None = None
-    log_steps: list[int] = field(default_factory=list)
-    d_losses: list[float] = field(default_factory=list)
-    g_losses: list[float] = field(default_factory=list)
-    duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def violations(self, quality: QualityConfig) -> list[str]:
-        """Why the samples fail the quality guard (empty: feasible)."""
-        out = []
-        if self.status != "complete":
-            out.append(f"training {self.status}: {self.reason}")
-        if not self.fid <= quality.max_fid:
-            out.append(f"fid {self.fid:.1f} > {quality.max_fid:g}")
-        if self.classes < quality.min_classes:
-            out.append(f"{self.classes} digits found < {quality.min_classes}")
-        if not self.entropy >= quality.min_entropy:
-            out.append(f"class entropy {self.entropy:.2f} < {quality.min_entropy:g}")
-        return out
-
-    def constraints(self, quality: QualityConfig) -> list[float]:
-        """Optuna constraint values, feasible when all are <= 0."""
-        fid = self.fid if math.isfinite(self.fid) else 1e9
-        return [
-            fid - quality.max_fid,
-            float(quality.min_classes - self.classes),
-            quality.min_entropy - self.entropy,
-            0.0 if self.status == "complete" else 1.0,
-        ]
 
 
 @dataclass
