@@ -61,6 +61,7 @@ def test_rerun_resumes_and_adds_trials_without_new_cases(searched):
 
 def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
     root = searched["root"]
+    assert searched["study"].user_attrs["gas_nas:artifacts"] == "art"  # relative to s.db's folder: the dashboard finds it
     for t in searched["study"].get_trials():
         a = t.user_attrs
         assert {"spec", "imbalance", "fid", "classes", "entropy", "d_params", "d_losses", "feasible"} <= set(a)
