@@ -52,7 +52,7 @@ class TrialMetrics:
         if not self.fid <= quality.max_fid:
             out.append(f"fid {self.fid:.1f} > {quality.max_fid:g}")
         if self.classes < quality.min_classes:
-            out.append(f"{self.classes} digits found < {quality.min_classes}")
+            out.append(f"{self.classes} digit{'' if self.classes == 1 else 's'} found < {quality.min_classes}")
         if not self.entropy >= quality.min_entropy:
             out.append(f"class entropy {self.entropy:.2f} < {quality.min_entropy:g}")
         return out
