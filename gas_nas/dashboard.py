@@ -298,6 +298,47 @@ def refresh_study_plot(study: optuna.Study) -> None:
             print(f"gas-nas: warning: no study plot in the dashboard ({exc}); pip install plotly", file=sys.stderr)
         return
     save_plotly_graph_object(study, figure, graph_object_id=PLOT_ID)
+    save_study_note(study)
+
+
+STUDY_NOTE_HEAD = "### gas-nas study"  # a study note that starts otherwise was written by a person: never replaced
+
+
+def study_note(study: optuna.Study) -> str:
+    """Markdown for the study's Note page: where the search stands, and how to read
+    optuna-dashboard's own plots (its Pareto front has no axis titles and greys infeasible trials)."""
+    names = study.metric_names or ["d_size_mb", "imbalance"]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = study.best_trials
+    status = no_feasible_text(study) or f"{sum(map(is_feasible, complete))} of {len(complete)} complete trials feasible, {len(front)} on the feasible front"
+    axes = ", ".join(f"`{n}` is the {AXIS_WORDS.get(n, n)}" for n in names)
+    return "\n".join([
+        f"{STUDY_NOTE_HEAD} {study.study_name}",
+        "",
+        f"**Status**: {status}.",
+        "",
+        f"- **Pareto front** (optuna-dashboard's plot at the top of the study page): {axes}; all are minimised. "
+        "Grey points are infeasible trials: they fail the quality guard (Fréchet distance, digits found, class entropy).",
+        "- **Best Trials**: the feasible Pareto front, the trials `gas-nas show` marks with `*`; empty while no trial is feasible.",
+        "- **Discriminator size vs D/G loss imbalance** (gas-nas's plot, after optuna-dashboard's own): the paper cases labelled, "
+        "infeasible and failed trials grey, the feasible front in red.",
+        "- **Each trial's page**: a note with its verdict and what it measured; its sample grid and loss curves under Artifacts.",
+        "",
+        "gas-nas rewrites this note after trials; edit its first line and it is left alone.",
+    ]) + "\n"
+
+
+def save_study_note(study: optuna.Study) -> None:
+    """Write `study_note` unless a person has written the study's note, or it already says the same."""
+    from optuna_dashboard import save_note
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    current = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    if current and not current.startswith(STUDY_NOTE_HEAD):
+        return
+    body = study_note(study)
+    if body != current:
+        save_note(study, body)
 
 
 _WARNED: list[bool] = []  # the missing-plotly warning is printed once per process

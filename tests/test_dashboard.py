@@ -171,3 +171,22 @@ def test_a_machine_without_plotly_still_searches_with_one_warning(tmp_path, monk
     assert len(study.trials) == 5
     err = capsys.readouterr().err
     assert err.count("no study plot") == 1 and "plotly" in err
+
+
+def _study_note(study: optuna.Study) -> str:
+    from optuna_dashboard import get_note
+
+    return get_note(study)
+
+
+def test_the_study_note_explains_the_dashboard_plots_and_keeps_a_person_s_note(tmp_path):
+    study = _study(tmp_path, [(s, i, c, 500.0) for s, i, c, _ in TRIALS])
+    note = _study_note(study)
+    assert "**Status**: no feasible trial yet: 4 complete, all fail the quality guard (closest: trial 0 [1 original]" in note
+    assert "`d_size_mb` is the discriminator size (MB), `imbalance` is the D/G loss imbalance" in note
+    assert "Grey points are infeasible trials" in note
+    from optuna_dashboard import save_note
+
+    save_note(study, "my own notes")
+    _failed(study, "interrupted")  # after_trial refreshes the plot and would rewrite a gas-nas note
+    assert _study_note(study) == "my own notes"
