@@ -13,7 +13,7 @@ from collections import Counter
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
 from gas_nas.dashboard import closest_infeasible
@@ -39,12 +39,13 @@ class SearchProgress:
         self.cohort: list[tuple[int, str]] = []
         self.cohort_start = 0.0
         self.iterations = (0, 0)  # (done, total) of the running cohort
+        self.start = clock()
         self.bars: Progress | None = None
 
     def __enter__(self) -> SearchProgress:
         if self.fancy:
             self.bars = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _ElapsedColumn(self),
                 _LeftColumn(self), console=self.console, transient=False,
             )
             self.trials = self.bars.add_task("trials (front: 0)", total=self.total, scope="search")
@@ -131,6 +132,21 @@ class SearchProgress:
         if self.until is not None:
             return max(self.until - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), 0)
         return max((self.total or 0) - self.done, 0)
+
+
+class _ElapsedColumn(ProgressColumn):
+    """Time since the search (trials bar) or the running cohort (its bar) started; it keeps
+    counting while a cohort's samples are measured after its last iteration."""
+
+    def __init__(self, progress: SearchProgress):
+        super().__init__()
+        self.progress = progress
+
+    def render(self, task: Task) -> Text:
+        p = self.progress
+        start = p.start if task.fields.get("scope") == "search" else p.cohort_start if p.cohort else None
+        seconds = 0 if start is None else int(p.clock() - start)
+        return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", style="progress.elapsed")
 
 
 class _LeftColumn(ProgressColumn):

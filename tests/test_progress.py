@@ -70,17 +70,19 @@ def test_both_bars_and_the_trial_line_give_one_estimate_of_the_time_left(capsys)
         clock.now = 5.0
         progress.on_iteration(10, 40)  # 0.5 s per iteration so far
         cohort, trials = _rendered(progress)[1], _rendered(progress)[0]
-        assert "10/40" in cohort and "about 15 s left" in cohort  # 30 iterations at 0.5 s
+        assert "10/40 0:00:05 about 15 s left" in cohort  # 30 iterations at 0.5 s
         assert "about 75 s left" in trials  # 15 s, then 3 more trials of 20 s each
         clock.now = 30.0
         progress.on_iteration(40, 40)
-        assert "measuring samples" in _rendered(progress)[1]
+        clock.now = 33.0
+        assert "measuring samples" in _rendered(progress)[1] and "0:00:33" in _rendered(progress)[1]  # the clock runs on
         progress(study, _finished_trial(study, 30.0))
         line = console.file.getvalue().splitlines()[-1]
         assert "took 30 s, about 2 min left for 3 more" in line  # 3 trials of 30 s
         assert "about 2 min left" in _rendered(progress)[0]
+        clock.now = 35.0
         progress.on_cohort_start([(1, "")])
-        clock.now = 40.0
+        clock.now = 45.0
         progress.on_iteration(5, 40)  # slower than the first trial's rate would say: the rate wins
         assert "about 70 s left" in _rendered(progress)[1]
         assert progress.left_seconds() == 130.0  # 70 s + 2 trials of 30 s
