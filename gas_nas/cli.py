@@ -238,7 +238,8 @@ class Train(Command):
                 value = getattr(m, key)
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
             reasons = m.violations(space.quality)
-            table.add_row("quality guard", "pass" if not reasons else "fail: " + "; ".join(reasons))
+            for i, reason in enumerate(reasons or ["pass"]):  # a row per reason: a long joined line would wrap right-aligned
+                table.add_row("quality guard" if i == 0 else "", reason if not reasons else f"fail: {reason}")
             console.print(table)
             console.print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
         return 0 if m.status == "complete" else 1
@@ -379,7 +380,11 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
     else:
         console.print(table)
     if not best:
-        print(no_feasible_line(study), flush=True)
+        line = no_feasible_line(study)
+        if console.is_terminal:  # wrapped at words (a terminal would cut it anywhere, a space starting its next line)
+            console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
 
 
 class Show(Command):

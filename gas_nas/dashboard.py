@@ -172,27 +172,29 @@ def study_figure(study: optuna.Study):
     fig.add_trace(go.Scatter(x=[t.values[0] for t in front], y=[t.values[1] for t in front], name="feasible Pareto front (Best Trials)",
                              mode="lines+markers" if len(study.directions) == 2 else "markers", line=dict(color="#d62728"),
                              marker=dict(color="#d62728", size=14, symbol="circle-open"), hoverinfo="skip"))
-    xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points], top=0.12)
+    empty = no_feasible_text(study)
+    xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points], top=0.45 if empty else 0.12)  # room for the red note
     cases = [(p, TrialRecord.of(p[0]).case) for p in points if TrialRecord.of(p[0]).case]
     fig.add_trace(go.Scatter(x=[p[1] for p, _ in cases], y=[p[2] for p, _ in cases], mode="markers+text", name="paper cases",
                              text=[case for _, case in cases], textposition=[_label_side(p[1], p[2], xr, yr) for p, _ in cases],
                              textfont=dict(size=11, color="#333333"), cliponaxis=False,
                              marker=dict(symbol="diamond-open", size=18, color="#333333", line=dict(width=1.5)), hoverinfo="skip"))
     shared = [(x, y, n) for x, y, n in {(v[0], v[2], v[3]) for v in spots.values()} if n > 1]
-    fig.add_trace(go.Scatter(x=[x for x, _, _ in shared], y=[y for _, y, _ in shared], mode="text", text=[f"×{n}" for _, _, n in shared],
-                             textposition="bottom right", textfont=dict(size=11, color="#000000"), name="trials on one spot (hover lists them)",
-                             hoverinfo="skip", showlegend=bool(shared), cliponaxis=False))
+    fig.add_trace(go.Scatter(x=[x for x, _, _ in shared], y=[y for _, y, _ in shared], mode="markers+text", text=[f"×{n}" for _, _, n in shared],
+                             textposition="bottom right", textfont=dict(size=12, color="#000000"), name="×N: trials on one spot (hover lists them)",
+                             marker=dict(size=24, color="rgba(0,0,0,0)"),  # invisible, as wide as a case's diamond: the count sits outside it
+                             hoverinfo="skip", showlegend=bool(shared), cliponaxis=False, legendgroup="shared"))
     feasible = len(groups["feasible"])
     complete = feasible + len(groups["infeasible"])
     verdict = f"{feasible} of {complete} complete trials feasible, {len(front)} on the feasible front"
-    empty = no_feasible_text(study)
     if empty:
-        verdict = empty
+        verdict = f"{complete} complete trials, none feasible yet"
         fig.add_annotation(text=_wrap(empty, 70), xref="paper", yref="paper", x=0.5, y=0.98, showarrow=False, align="left",
                            font=dict(size=12, color="#b22222"), bgcolor="rgba(255,255,255,0.85)", bordercolor="#b22222", borderwidth=1)
     fig.update_layout(
         title=dict(text=f"{words[0][:1].upper() + words[0][1:]} vs {words[1]}<br><sup>{_wrap(verdict, 110)}</sup>", x=0.02, font=dict(size=14)),
-        xaxis=dict(title=dict(text=words[0]), type="log", range=xr), yaxis=dict(title=dict(text=words[1]), type="log", range=yr),
+        xaxis=dict(title=dict(text=words[0]), type="log", range=xr, **_log_ticks(xr)),
+        yaxis=dict(title=dict(text=words[1]), type="log", range=yr, **_log_ticks(yr)),
         template="none", legend=dict(orientation="h", y=-0.22, font=dict(size=11)), margin=dict(l=70, r=20, t=70, b=40),
         hovermode="closest",
     )
@@ -249,6 +251,18 @@ def _log_range(values: list[float], top: float = 0.06) -> list[float] | None:
     lo, hi = math.log10(min(values)), math.log10(max(values))
     pad = max((hi - lo) * 0.08, 0.05)
     return [lo - pad, hi + pad + max((hi - lo) * top, 0.05)]
+
+
+def _log_ticks(decades: list[float] | None) -> dict:
+    """Tick values 1-2-5 (1-2-3-5 over a short range) labelled in full: plotly's own log ticks
+    label 20 as "2" beside the 2 of the decade below."""
+    if not decades:
+        return {}
+    lo, hi = decades
+    steps = (1, 2, 3, 5) if hi - lo < 1.5 else (1, 2, 5) if hi - lo < 4 else (1,)
+    values = [m * 10.0**e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in steps]
+    values = [v for v in values if lo <= math.log10(v) <= hi]
+    return dict(tickvals=values, ticktext=[f"{v:.4g}" for v in values])
 
 
 def _label_side(x: float, y: float, xr: list[float] | None, yr: list[float] | None) -> str:

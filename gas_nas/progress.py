@@ -37,6 +37,7 @@ class SearchProgress:
         self.spent = 0.0  # seconds of this process's finished trials (a cohort's wall time shared among its trials)
         self.left_trials = total or 0  # trials still to run, the running cohort's included (as of the last finished trial)
         self.cohort: list[tuple[int, str]] = []
+        self.label = "trial -"
         self.cohort_start = 0.0
         self.iterations = (0, 0)  # (done, total) of the running cohort
         self.start = clock()
@@ -113,6 +114,8 @@ class SearchProgress:
         self.cohort = [c for c in self.cohort if c[0] != trial.number]
         if not self.cohort:
             self.iterations = (0, 0)
+            if self.bars is not None:
+                self.bars.update(self.iters, description=f"{self.label}: done")
         front = len(study.best_trials)
         if self.bars is not None:
             complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -123,7 +126,7 @@ class SearchProgress:
         share = f" (its share of a cohort of {m.cohort})" if m and m.cohort > 1 else ""
         line = f"{trial_line(study, trial)}; took {human_time(seconds)}{share}{rest}"
         if self.bars is not None:
-            self.bars.console.print(line, highlight=False)
+            self.bars.console.print(line, highlight=False, markup=False)
         elif not self.quiet or trial.state != TrialState.COMPLETE:
             print(line, flush=True)
 
@@ -159,8 +162,8 @@ class _LeftColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         scope = task.fields.get("scope")
         seconds = self.progress.left_seconds() if scope == "search" else self.progress.cohort_left()
-        if task.finished and scope == "search":
-            seconds = 0.0
+        if task.finished and scope == "search" or scope == "cohort" and not self.progress.cohort:
+            seconds = None  # nothing left to estimate
         return Text("" if seconds is None else f"about {human_time(seconds)} left", style="progress.remaining")
 
 

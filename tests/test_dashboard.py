@@ -130,13 +130,14 @@ def test_case_labels_stay_inside_the_plot_area(detail_and_study):
     for axis, values in (("xaxis", [0.5, 1.0, 2.0, 3.0]), ("yaxis", [0.4, 0.5, 1.0, 3.0])):
         low, high = layout[axis]["range"]
         assert low < math.log10(min(values)) - 0.04 and high > math.log10(max(values)) + 0.04
+    assert layout["yaxis"]["ticktext"] == ["0.5", "1", "2", "3"]  # in full: never "2" for 20
 
 
 def test_trials_on_one_spot_are_counted_and_listed_together(tmp_path):
     """A trial that lands on a paper case's spot (the same architecture, say) no longer hides under it."""
     study = _study(tmp_path, TRIALS + [(1.0, 1.0, None, 55.0)])
     traces = _traces(_plot(_detail(study)))
-    shared = traces["trials on one spot (hover lists them)"]
+    shared = traces["shared"]
     assert shared["text"] == ["×2"] and shared["x"] == [1.0] and shared["y"] == [1.0]
     hover = traces["feasible"]["text"][0]
     assert hover.startswith("2 trials here:") and "trial 0 (1 original)" in hover and "trial 4" in hover
@@ -146,7 +147,7 @@ def test_with_nothing_feasible_the_plot_says_so_beside_the_empty_best_trials(tmp
     study = _study(tmp_path, [(s, i, c, 500.0) for s, i, c, _ in TRIALS])
     plot = _plot(_detail(study))
     said = "no feasible trial yet: 4 complete, all fail the quality guard (closest: trial 0 [1 original]: fid 500.0 > 100)"
-    assert said in plot["layout"]["title"]["text"].replace("<br>", " ")
+    assert "4 complete trials, none feasible yet" in plot["layout"]["title"]["text"]
     assert said in plot["layout"]["annotations"][0]["text"].replace("<br>", " ")
 
 
