@@ -92,7 +92,8 @@ class SearchProgress:
             return None
         elapsed = self.clock() - self.cohort_start
         done, total = self.iterations
-        by_rate = elapsed / done * (total - done) if done else None
+        warm = done >= min(3, total) or not self.done  # the first iterations are slow (warm-up): trust history over them
+        by_rate = elapsed / done * (total - done) if done and warm else None
         by_history = max(self.spent / self.done * len(self.cohort) - elapsed, 0.0) if self.done else None
         known = [v for v in (by_rate, by_history) if v is not None]
         return max(known) if known else None
@@ -148,7 +149,9 @@ class _ElapsedColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         p = self.progress
         start = p.start if task.fields.get("scope") == "search" else p.cohort_start if p.cohort else None
-        seconds = 0 if start is None else int(p.clock() - start)
+        if start is None:
+            return Text("")
+        seconds = int(p.clock() - start)
         return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", style="progress.elapsed")
 
 
