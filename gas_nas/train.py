@@ -21,9 +21,10 @@ from torch import nn
 
 from gas_nas.interrupt import Interrupted
 from gas_nas.metrics import imbalance as imbalance_of
-from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
+from gas_nas.metrics import last_quarter_mean, param_count, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.recipes import get_recipe, make_optimizer
+from gas_nas import sparsity
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -40,8 +41,8 @@ class TrialMetrics:
     status: str  # "complete" or "diverged"
     reason: str
     iterations: int
-    d_params: int
-    d_param_mb: float
+    d_params: int  # dense count, masked weights included
+    d_param_mb: float  # stored size: fp32 values (a sparse D's nonzeros only) plus its mask bits
     imbalance: float
     d_loss: float  # mean over the last quarter of training
     g_loss: float
@@ -59,6 +60,7 @@ class TrialMetrics:
     d_losses: list[float] = field(default_factory=list)
     g_losses: list[float] = field(default_factory=list)
     duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
+    d_nonzero: int | None = None  # parameters stored as values (= d_params when dense); None in older studies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -127,6 +129,9 @@ class Cohort:
             torch.manual_seed(seed)
             gens.append(build_generator(train.z_dim, train.init_std, recipe.init, device=device))
             self.discriminators.append(build_discriminator(spec, train.init_std, recipe.init, device=device))
+        # Sparse discriminators (density < 1): ERK masks from each trial's own stream, applied after every D update.
+        self.mask_rngs = [sparsity.mask_generator(seed) for seed in seeds]
+        self.masks = [sparsity.attach(D, spec.density, rng) for D, spec, rng in zip(self.discriminators, specs, self.mask_rngs)]
         self.G = FusedGenerator.from_generators(gens)
         if train.channels_last:
             self.G.to(memory_format=torch.channels_last)
@@ -165,10 +170,26 @@ class Cohort:
             else:
                 d_losses = self.d_backward(s)
                 self.opt_d.step()
+            self.apply_masks()
         for s in range(train.d_steps + one_stage, train.d_steps + train.g_steps):
             g_losses = self.g_backward(s)
             self.opt_g.step()
         self.sums += torch.stack([d_losses.detach(), g_losses.detach()], dim=1)
+
+    def apply_masks(self) -> None:
+        """Keep every sparse discriminator's masked-out weights at zero (in place, graph-safe)."""
+        for masks in self.masks:
+            if masks is not None:
+                masks.apply()
+
+    def update_masks(self, iteration: int) -> None:
+        """Prune and regrow the sparse discriminators' masks when due (between iterations, in place)."""
+        if not sparsity.update_due(iteration, self.train):
+            return
+        fraction = sparsity.update_fraction(iteration, self.train)
+        for masks, rng in zip(self.masks, self.mask_rngs):
+            if masks is not None:
+                masks.update(fraction, self.train.sparse_regrow, rng)
 
     def d_backward(self, s: int) -> torch.Tensor:
         """D's gradients (real -> 1, fake -> 0) on noise slot `s`; per-trial D losses."""
@@ -256,6 +277,7 @@ def train_cohort(
             raise Interrupted
         cohort.draw()
         run()
+        cohort.update_masks(it)
         if it % train.log_every and it != train.iterations:
             continue
         d_means, g_means, w_max = cohort.read_interval(it - last_log)
@@ -367,7 +389,7 @@ def run_cohort(
             reason=hist.reason,
             iterations=hist.iterations,
             d_params=param_count(D),
-            d_param_mb=param_mb(D),
+            d_param_mb=sparsity.stored_bytes(D) / 2**20,
             imbalance=imbalance_of(hist.d_losses, hist.g_losses),
             d_loss=last_quarter_mean(hist.d_losses),
             g_loss=last_quarter_mean(hist.g_losses),
@@ -385,6 +407,7 @@ def run_cohort(
             d_losses=hist.d_losses,
             g_losses=hist.g_losses,
             duality_gap=gap,
+            d_nonzero=sparsity.nonzero_params(D),
         )
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid))
     return outcomes
