@@ -6,7 +6,8 @@ import re
 
 import torch
 
-from gas_nas.metrics import param_count, param_mb
+from gas_nas import sparsity
+from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.space import SearchSpace
 
@@ -18,15 +19,18 @@ def slug(name: str) -> str:
 
 
 def case_rows(space: SearchSpace) -> list[dict]:
-    """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists."""
+    """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists.
+    `param_mb` is the stored size (a sparse case's nonzeros and mask bits, see gas_nas/sparsity.py)."""
     rows = []
     for case in space.cases:
         model = build_discriminator(case.spec)
+        sparsity.attach(model, case.spec.density, sparsity.mask_generator(0))
         row = {
             "name": case.name,
             "slug": slug(case.name),
             "params": param_count(model),
-            "param_mb": round(param_mb(model), 6),
+            "density": case.spec.density,
+            "param_mb": round(sparsity.stored_bytes(model) / 2**20, 6),
             "paper_mb": case.paper_mb,
             "note": case.note,
             "arch": case.spec.to_dict(),

@@ -74,10 +74,11 @@ class Cases(Command):
             console.print(f"{space.path} lists no paper cases (no `seeds`)", soft_wrap=True)
             return 0
         table = Table(title=f"GAS paper cases ({space.path.name})")
-        for col in ("#", "case", "params", "param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
+        sparse = any(row["density"] < 1 for row in rows)  # a density column only where some case is sparse
+        for col in ("#", "case", "params") + (("density",) if sparse else ()) + ("param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
             table.add_column(col, justify="left" if col == "case" else "right")
         for i, row in enumerate(rows, 1):
-            cells = [str(i), row["name"], f"{row['params']:,}", f"{row['param_mb']:.3f}", _num(row["paper_mb"])]
+            cells = [str(i), row["name"], f"{row['params']:,}", *([f"{row['density']:g}"] if sparse else []), f"{row['param_mb']:.3f}", _num(row["paper_mb"])]
             if "peak_mb" in row:
                 cells.append(f"{row['peak_mb']:.1f}")
             table.add_row(*cells)
@@ -366,13 +367,17 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
         print(json.dumps({"study": study.study_name, "metrics": names, "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]]}, indent=2))
         return
     table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*) and the paper cases")
-    for col in ["trial", "case", *names, "fid", "classes", "params", "feasible"]:
+    density = [(r["spec"] or {}).get("density", 1.0) for r in rows]
+    sparse = any(d < 1 for d in density)  # a density column only where some trial is sparse
+    for col in ["trial", "case", *names, "fid", "classes", "params", *(["density"] if sparse else []), "feasible"]:
         table.add_column(col, justify="left" if col == "case" else "right")
-    for r in rows:
+    for r, d in zip(rows, density):
         cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["case"] or ""]
         cells += [f"{r[n]:.4g}" for n in names]
         fid = r["fid"]
-        cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{r['d_params']:,}" if r["d_params"] else "-", "yes" if r["feasible"] else "no"]
+        cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{r['d_params']:,}" if r["d_params"] else "-"]
+        cells += [f"{d:g}"] if sparse else []
+        cells.append("yes" if r["feasible"] else "no")
         table.add_row(*cells)
     if quiet and not console.is_terminal:
         for r in rows:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from gas_nas import sparsity
 from gas_nas.spec import DiscriminatorSpec, TrainConfig, save_arch
 from gas_nas.train import TrialOutcome
 
@@ -99,9 +100,31 @@ def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSp
     }
     trained = train.to_dict()  # the recipe and its overrides, as in arch.yaml
     torch.save({"state_dict": outcome.generator.state_dict(), "z_dim": train.z_dim, "train": trained}, paths["generator"])
-    torch.save({"state_dict": outcome.discriminator.state_dict(), "spec": spec.to_dict(), "train": trained}, paths["discriminator"])
+    torch.save(discriminator_checkpoint(outcome.discriminator, spec, trained), paths["discriminator"])
     paths["metrics"].write_text(json.dumps(metrics | {"loss_curve": outcome.curve}, indent=2))  # the curve: for plots, not a metric
     return paths
+
+
+def discriminator_checkpoint(D: torch.nn.Module, spec: DiscriminatorSpec, train: dict) -> dict:
+    """What `discriminator.pt` holds: the spec, the recipe and the weights; a sparse D's masked
+    weights as nonzero values plus mask bits (`sparsity.sparse_state`), so the file is as small
+    as the `d_size_mb` it reports."""
+    weights = {"sparse_state": sparsity.sparse_state(D)} if sparsity.masks_of(D) is not None else {"state_dict": D.state_dict()}
+    return weights | {"spec": spec.to_dict(), "train": train}
+
+
+def load_discriminator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, DiscriminatorSpec, dict]:
+    """A `discriminator.pt` back as (model, spec, train dict); tensors only (`weights_only`)."""
+    from gas_nas.models import build_discriminator
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    spec = DiscriminatorSpec.from_dict(ckpt["spec"])
+    model = build_discriminator(spec)
+    if "sparse_state" in ckpt:
+        sparsity.load_sparse_state(model, ckpt["sparse_state"], spec.density)
+    else:
+        model.load_state_dict(ckpt["state_dict"])
+    return model.to(device), spec, ckpt.get("train", {})
 
 
 def _scalars(metrics: dict) -> dict:

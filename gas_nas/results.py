@@ -21,8 +21,8 @@ class TrialMetrics:
     status: str  # "complete" or "diverged"
     reason: str
     iterations: int
-    d_params: int
-    d_param_mb: float
+    d_params: int  # dense count, masked weights included
+    d_param_mb: float  # stored size: fp32 values (a sparse D's nonzeros only) plus its mask bits
     imbalance: float
     d_loss: float  # mean over the last quarter of training
     g_loss: float
@@ -40,6 +40,7 @@ class TrialMetrics:
     d_losses: list[float] = field(default_factory=list)
     g_losses: list[float] = field(default_factory=list)
     duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
+    d_nonzero: int | None = None  # parameters stored as values (= d_params when dense); None in older studies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -59,9 +59,12 @@ class DiscriminatorSpec:
     downsample: Downsample = "maxpool"
     growth_rate: int = 16
     output: Output = "sigmoid"
+    density: float = 1.0  # fraction of masked weights kept (gas_nas/sparsity.py); 1.0 is dense
 
     def __post_init__(self) -> None:
         _check_types(self, "discriminator")
+        if not (math.isfinite(self.density) and 0 < self.density <= 1):
+            raise SpaceError(f"discriminator.density: must be in (0, 1] (the fraction of weights kept), got {self.density}")
         _check_range("discriminator.dense_blocks", self.dense_blocks, 0, 4)
         _check_range("discriminator.depth", self.depth, 1, 5)
         _check_range("discriminator.base_filters", self.base_filters, 2, 1024)
@@ -113,6 +116,10 @@ class TrainConfig:
     divergence_loss: float = 1e4
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward passes under autocast, losses in fp32
     channels_last: bool = False  # NHWC memory layout for the convolutions (a speed option on CUDA)
+    # Sparse discriminators (spec density < 1; gas_nas/sparsity.py): how the masks move.
+    sparse_mode: Literal["static", "dynamic"] = "dynamic"  # static: the initial ERK masks stay
+    sparse_regrow: Literal["random", "gradient"] = "random"  # SET (STU-GAN's D default) or RigL
+    sparse_interval: int | None = None  # iterations between prune/regrow; None: a twentieth of the budget
     overrides: tuple[str, ...] = field(default=(), metadata={"internal": True})  # never a file key
 
     def __post_init__(self) -> None:
@@ -136,6 +143,8 @@ class TrainConfig:
         for key in ("beta1", "beta2"):
             if not 0 <= getattr(self, key) < 1:
                 raise SpaceError(f"train.{key}: must be in [0, 1), got {getattr(self, key)}")
+        if self.sparse_interval is not None:
+            _check_range("train.sparse_interval", self.sparse_interval, 1, self.iterations)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "train") -> TrainConfig:
@@ -398,7 +407,10 @@ def allowed(tp: Any) -> str:
 
 
 def coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check one value against a field type; ints are accepted where floats are expected."""
+    """Check one value against a field type; ints are accepted where floats are expected, and
+    None where the type admits it (`int | None`: not set)."""
+    if value is None and get_origin(tp) in (typing.Union, types.UnionType) and type(None) in get_args(tp):
+        return None
     for arm in _arms(tp):
         try:
             return coerce(arm, value, where)

@@ -21,9 +21,10 @@ from torch import nn
 
 from gas_nas.interrupt import Interrupted
 from gas_nas.metrics import imbalance as imbalance_of
-from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
+from gas_nas.metrics import last_quarter_mean, param_count, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.recipes import get_recipe, make_optimizer
+from gas_nas import sparsity
 from gas_nas.results import TrialMetrics
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
@@ -88,6 +89,9 @@ class Cohort:
             torch.manual_seed(seed)
             gens.append(build_generator(train.z_dim, train.init_std, recipe.init, device=device))
             self.discriminators.append(build_discriminator(spec, train.init_std, recipe.init, device=device))
+        # Sparse discriminators (density < 1): ERK masks from each trial's own stream, applied after every D update.
+        self.mask_rngs = [sparsity.mask_generator(seed) for seed in seeds]
+        self.masks = [sparsity.attach(D, spec.density, rng) for D, spec, rng in zip(self.discriminators, specs, self.mask_rngs)]
         self.G = FusedGenerator.from_generators(gens)
         if train.channels_last:
             self.G.to(memory_format=torch.channels_last)
@@ -126,10 +130,26 @@ class Cohort:
             else:
                 d_losses = self.d_backward(s)
                 self.opt_d.step()
+            self.apply_masks()
         for s in range(train.d_steps + one_stage, train.d_steps + train.g_steps):
             g_losses = self.g_backward(s)
             self.opt_g.step()
         self.sums += torch.stack([d_losses.detach(), g_losses.detach()], dim=1)
+
+    def apply_masks(self) -> None:
+        """Keep every sparse discriminator's masked-out weights at zero (in place, graph-safe)."""
+        for masks in self.masks:
+            if masks is not None:
+                masks.apply()
+
+    def update_masks(self, iteration: int) -> None:
+        """Prune and regrow the sparse discriminators' masks when due (between iterations, in place)."""
+        if not sparsity.update_due(iteration, self.train):
+            return
+        fraction = sparsity.update_fraction(iteration, self.train)
+        for masks, rng in zip(self.masks, self.mask_rngs):
+            if masks is not None:
+                masks.update(fraction, self.train.sparse_regrow, rng)
 
     def d_backward(self, s: int) -> torch.Tensor:
         """D's gradients (real -> 1, fake -> 0) on noise slot `s`; per-trial D losses."""
@@ -218,6 +238,7 @@ def train_cohort(
             raise Interrupted
         cohort.draw()
         run()
+        cohort.update_masks(it)
         curve.mark(it, last=it == train.iterations)
         if it % train.log_every == 0 or it == train.iterations:
             d_means, g_means, w_max = cohort.read_interval(it - last_log)
@@ -376,7 +397,7 @@ def run_cohort(
             reason=hist.reason,
             iterations=hist.iterations,
             d_params=param_count(D),
-            d_param_mb=param_mb(D),
+            d_param_mb=sparsity.stored_bytes(D) / 2**20,
             imbalance=imbalance_of(hist.d_losses, hist.g_losses),
             d_loss=last_quarter_mean(hist.d_losses),
             g_loss=last_quarter_mean(hist.g_losses),
@@ -394,6 +415,7 @@ def run_cohort(
             d_losses=hist.d_losses,
             g_losses=hist.g_losses,
             duality_gap=gap,
+            d_nonzero=sparsity.nonzero_params(D),
         )
         curve = {"steps": hist.curve_steps, "d_losses": hist.curve_d, "g_losses": hist.curve_g}
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid, curve=curve))
