@@ -212,3 +212,65 @@ def _check_dir(directory: Path, url: str) -> None:
         raise StorageError(f"cannot create {directory} for storage {redact(url)}: {exc.strerror}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StorageError(f"{directory} is not writable, so storage {redact(url)} cannot be used; pick another --storage")
+
+
+# ---------------------------------------------------------------- several attributes, one write
+
+
+def write_trial_attrs(storage, trial_id: int, user: dict, system: dict | None = None) -> None:
+    """A trial's user and system attributes, in one transaction on an RDB storage (SQLite,
+    PostgreSQL: one commit, where Optuna's `set_trial_user_attr` commits each key), else one
+    storage call per key (the journal, whose log takes one key per entry)."""
+    system = system or {}
+
+    def batch(session, models, backend) -> None:
+        for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+
+    if not _in_one_transaction(storage, batch):
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in system.items():
+            storage.set_trial_system_attr(trial_id, key, value)
+
+
+def write_study_system_attrs(storage, study_id: int, attrs: dict) -> None:
+    """Study system attributes (where optuna-dashboard keeps notes and plots), in one transaction
+    on an RDB storage, else one call per key."""
+    import json
+
+    def batch(session, models, backend) -> None:
+        study = models.StudyModel.find_or_raise_by_id(study_id, session)
+        for key, value in attrs.items():
+            row = models.StudySystemAttributeModel.find_by_study_and_key(study, key, session)
+            if row is None:
+                session.add(models.StudySystemAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+            else:
+                row.value_json = json.dumps(value)
+
+    if not _in_one_transaction(storage, batch):
+        for key, value in attrs.items():
+            storage.set_study_system_attr(study_id, key, value)
+
+
+def _in_one_transaction(storage, batch) -> bool:
+    """Run `batch(session, models, rdb_storage)` in one RDB transaction; False when the storage is
+    not an RDB storage, when this Optuna lacks the internals used (then the caller writes key by
+    key through the public API), or when a concurrent writer made the batch collide (the caller's
+    per-key writes then settle it the way Optuna's own do)."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
+        from sqlalchemy.exc import IntegrityError
+    except ImportError:
+        return False
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a read cache; writes go through to it
+    if not isinstance(backend, RDBStorage) or not hasattr(backend, "_set_trial_attr_without_commit"):
+        return False
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            batch(session, models, backend)
+    except IntegrityError:
+        return False
+    return True
