@@ -187,6 +187,9 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
                 size = opts.cohort if n_trials is None else min(opts.cohort, n_trials - asked)
                 if until is not None:
                     size = min(size, until - _complete(study) - run.untold)  # trials still being recorded count as complete
+                    if size <= 0 and run.untold:  # they may fail, and a trial told meanwhile counts twice: settle, then count again
+                        recorder.drain()
+                        continue
                 if size <= 0:
                     break
                 _check_stop(opts)

@@ -215,6 +215,17 @@ def test_with_overlap_a_cohort_is_recorded_while_the_next_trains_and_a_stop_lose
     assert _plotted(study) == 6
 
 
+def test_until_with_overlap_completes_exactly_that_many_trials(tmp_path, monkeypatch):
+    """Trials still being recorded count toward --until, so no cohort is trained in vain."""
+    import gas_nas.train
+
+    study, space = _study(tmp_path)
+    calls = []
+    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_training(calls))
+    run_search(study, space, SearchOptions(artifacts=str(tmp_path / "a"), cohort=2, overlap=True), NO_RESOURCES, n_trials=None, until=5)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5 + [TrialState.WAITING] and sum(map(len, calls)) == 5  # the 6th paper case waits
+
+
 def test_a_recording_error_stops_the_search_with_that_error(tmp_path, monkeypatch):
     import gas_nas.search
     import gas_nas.train
