@@ -26,7 +26,7 @@ from gas_nas.interrupt import Interrupted
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
-from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
+from gas_nas.storage import DEFAULT_ARTIFACTS, ParamBuffer, check_existing, error_line, open_storage, redact
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 SEED_WAIT_S = 60.0
@@ -254,11 +254,15 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
         record = TrialRecord.of(trial)
         if opts.on_trial_start:
             opts.on_trial_start(trial.number, record.case or "")
+        trial.storage = params = ParamBuffer(trial.storage)  # the suggested parameters: one write, not one each
         try:
             spec = sample(trial, space)
         except GasNasError as exc:
             unbuilt.append((trial, f"spec cannot be built: {exc}"))
             continue
+        finally:
+            trial.storage = params.storage
+            params.flush()
         TrialRecord(spec=spec.to_dict(), train=space.train.to_dict()).write(trial)
         members.append((trial, spec))
     outcomes: list = []
@@ -391,6 +395,7 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat, daemon=True) if interval else None
 
     def _beat(self) -> None:
+        self._record()  # at once (on this thread: the search goes on meanwhile), then every interval
         while not self.stopped.wait(self.interval):
             self._record()
 
@@ -403,7 +408,6 @@ class Heartbeat:
 
     def start(self) -> Heartbeat:
         if self.thread is not None:
-            self._record()
             self.thread.start()
         return self
 

@@ -254,6 +254,37 @@ def write_study_system_attrs(storage, study_id: int, attrs: dict) -> None:
             storage.set_study_system_attr(study_id, key, value)
 
 
+class ParamBuffer:
+    """Stands in for a trial's storage while its parameters are sampled (`trial.storage`, which
+    every `suggest_*` writes through): parameters are kept, `flush` writes them in one
+    transaction (Optuna commits each), and everything else goes straight to the storage."""
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.params: list[tuple] = []
+
+    def set_trial_param(self, trial_id: int, name: str, value_internal: float, distribution) -> None:
+        self.params.append((trial_id, name, value_internal, distribution))
+
+    def __getattr__(self, name: str):
+        return getattr(self.storage, name)
+
+    def flush(self) -> None:
+        params, self.params = self.params, []
+
+        def batch(session, models, backend) -> None:
+            for trial_id, name, value, distribution in params:  # the same checks as Optuna's own write
+                backend._set_trial_param_without_commit(session, trial_id, name, value, distribution)
+
+        if params and not (hasattr(_backend(self.storage), "_set_trial_param_without_commit") and _in_one_transaction(self.storage, batch)):
+            for param in params:
+                self.storage.set_trial_param(*param)
+
+
+def _backend(storage):
+    return getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a read cache; writes go through to it
+
+
 def _in_one_transaction(storage, batch) -> bool:
     """Run `batch(session, models, rdb_storage)` in one RDB transaction; False when the storage is
     not an RDB storage, when this Optuna lacks the internals used (then the caller writes key by
@@ -265,7 +296,7 @@ def _in_one_transaction(storage, batch) -> bool:
         from sqlalchemy.exc import IntegrityError
     except ImportError:
         return False
-    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a read cache; writes go through to it
+    backend = _backend(storage)
     if not isinstance(backend, RDBStorage) or not hasattr(backend, "_set_trial_attr_without_commit"):
         return False
     try:

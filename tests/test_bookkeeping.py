@@ -140,6 +140,31 @@ def test_a_record_and_its_constraints_reach_the_storage_whole(tmp_path, kind):
     assert study.best_trials == [frozen]
 
 
+def test_a_trials_sampled_parameters_are_one_write(tmp_path):
+    import sqlalchemy
+
+    from gas_nas.space import sample
+    from gas_nas.storage import ParamBuffer, open_storage
+
+    space = load_space()
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/p.db"), study_name="p", directions=["minimize", "minimize"])
+    trial = study.ask()
+    log = []
+    engine = study._storage._backend.engine
+    sqlalchemy.event.listen(engine, "commit", lambda conn: log.append("COMMIT"))
+    sqlalchemy.event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *a: log.append(sql.split()[0].upper()))
+    trial.storage = buffer = ParamBuffer(trial.storage)
+    spec = sample(trial, space)
+    trial.storage = buffer.storage
+    assert "INSERT" not in log and len(buffer.params) >= 8  # nothing written while sampling
+    del log[:]
+    buffer.flush()
+    assert log.count("INSERT") == len(trial.params) and log.count("COMMIT") == 1  # then all in one transaction
+    stored = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path}/p.db").trials[0]
+    assert stored.params == trial.params and stored.distributions == trial.distributions
+    assert sample(optuna.trial.FixedTrial(stored.params), space) == spec  # the stored parameters rebuild the spec
+
+
 # ---------------------------------------------------------------- the study plot
 
 
