@@ -16,14 +16,12 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import statistics
 import time
 
 import torch
 
-from gas_nas import sparsity
 from gas_nas.data import load_mnist
 from gas_nas.space import load_space
 from gas_nas.spec import TrainConfig

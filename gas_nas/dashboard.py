@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.record import TrialRecord
+from gas_nas.storage import write_study_system_attrs
 
 PLOT_ID = "size-vs-imbalance"  # the study plot's graph object id: saving again replaces it
 GREY = "#b8b8b8"
@@ -25,15 +26,22 @@ GREY = "#b8b8b8"
 # ---------------------------------------------------------------- feasibility
 
 
+def constraint_attrs(constraints: dict[str, float]) -> dict[str, Any]:
+    """The trial system attributes of named constraints: one `constraints:NAME` key each, as
+    Optuna 5's `set_constraint` writes them, and the same values as the list `constraints` that
+    optuna-dashboard's plots read. Feasible when every value is <= 0; both forms hold the same
+    values, so feasibility agrees. `TrialRecord.write` stores them with the trial's record."""
+    attrs: dict[str, Any] = {f"constraints:{name}": float(value) for name, value in constraints.items()}
+    attrs["constraints"] = [float(value) for value in constraints.values()]
+    return attrs
+
+
 def set_constraints(trial: optuna.Trial, constraints: dict[str, float]) -> None:
-    """Named constraints for Optuna, and the same values as a list for optuna-dashboard's plots.
+    """Named constraints for Optuna and the list for optuna-dashboard, in one write.
 
     Call while the trial is running (system attributes of finished trials are read-only).
-    Feasible when every value is <= 0; both forms hold the same values, so feasibility agrees.
     """
-    for name, value in constraints.items():
-        trial.set_constraint(name, value)
-    trial.storage.set_trial_system_attr(trial._trial_id, "constraints", list(constraints.values()))
+    TrialRecord().write(trial, constraint_attrs(constraints))
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -110,12 +118,13 @@ def case_words(case: str) -> str:
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
-    """optuna-dashboard's `save_note` on a finished trial (it only needs its storage and ids)."""
-    from types import SimpleNamespace
+    """The trial's note where optuna-dashboard keeps notes (study system attributes: a version
+    and the markdown in chunks), written at once. optuna-dashboard's `save_note` reads every
+    system attribute of the study (every note and the study plot) to find the version, twice,
+    which grows with the study; a just-finished trial's note is its first, version 1."""
+    from optuna_dashboard._note import note_ver_key, split_body
 
-    from optuna_dashboard import save_note
-
-    save_note(SimpleNamespace(storage=study._storage, study=study, _trial_id=trial._trial_id), trial_note(trial))
+    write_study_system_attrs(study._storage, study._study_id, {note_ver_key(trial._trial_id): 1, **split_body(trial_note(trial), trial._trial_id)})
 
 
 def _fmt(value: Any, spec: str) -> str:

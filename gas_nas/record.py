@@ -1,8 +1,12 @@
 """The one record of what gas-nas stores on an Optuna trial, written and read back in one place.
 
-Every key a trial carries as an Optuna user attribute is a field here (or a field of
-`TrialMetrics`, flattened), so `show`, `export`, the dashboard, progress lines and
-`docs/reproduce.py` read trials through `TrialRecord.of(trial)` and never type a key by hand.
+Every key a trial carries as an Optuna user attribute is a field here, so `show`, `export`, the
+dashboard, progress lines and `docs/reproduce.py` read trials through `TrialRecord.of(trial)`
+and never type a key by hand. The measurements (`TrialMetrics`) are one attribute, `metrics`, a
+JSON object; studies written before that kept each measurement as its own attribute, and
+`from_attrs` reads both layouts. `write` stores a record (and the trial's constraints) in one
+storage transaction where the storage has transactions, so a trial's bookkeeping is a few
+writes, not one per key.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gas_nas.results import TrialMetrics
+from gas_nas.storage import write_trial_attrs
 
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(TrialMetrics))
+METRICS_ATTR = "metrics"  # TrialMetrics as one JSON object (older studies: one attribute per metric)
 INTERRUPTED = "interrupted"
 
 
@@ -39,15 +45,18 @@ class TrialRecord:
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
         attrs = {k: v for k, v in own.items() if v is not None and v != ""}
         if self.metrics is not None:
-            attrs.update({k: _jsonable(v) for k, v in self.metrics.to_dict().items()})
+            attrs[METRICS_ATTR] = {k: _jsonable(v) for k, v in self.metrics.to_dict().items()}
         return attrs
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
+        """A record from user attributes in either layout (metrics as one object, or flat)."""
         own = {f.name: attrs[f.name] for f in dataclasses.fields(cls) if f.name != "metrics" and f.name in attrs}
+        stored = attrs.get(METRICS_ATTR)
+        values = stored if isinstance(stored, dict) else attrs
         metrics = None
-        if all(k in attrs for k in METRIC_KEYS if _required(k)):
-            metrics = TrialMetrics(**{k: _number(attrs[k]) for k in METRIC_KEYS if k in attrs})
+        if all(k in values for k in METRIC_KEYS if _required(k)):
+            metrics = TrialMetrics(**{k: _number(values[k]) for k in METRIC_KEYS if k in values})
         return cls(**own, metrics=metrics)
 
     @classmethod
@@ -55,9 +64,16 @@ class TrialRecord:
         """The record of an Optuna trial (FrozenTrial or Trial)."""
         return cls.from_attrs(trial.user_attrs)
 
-    def write(self, trial: Any) -> None:
-        for key, value in self.to_attrs().items():
-            trial.set_user_attr(key, value)
+    def write(self, trial: Any, system_attrs: dict[str, Any] | None = None) -> None:
+        """Add this record's attributes to a running trial (an `optuna.Trial`), and `system_attrs`
+        with them (the constraints, `gas_nas.dashboard.constraint_attrs`): one transaction on
+        SQLite and PostgreSQL, one write per key on the journal."""
+        attrs, system_attrs = self.to_attrs(), system_attrs or {}
+        write_trial_attrs(trial.storage, trial._trial_id, attrs, system_attrs)
+        cached = getattr(trial, "_cached_frozen_trial", None)  # what `trial.user_attrs` answers from
+        if cached is not None:
+            cached.user_attrs.update(attrs)
+            cached.system_attrs.update(system_attrs)
 
     def case_attrs(self) -> dict[str, Any]:
         """What a re-queued paper case carries (enqueue_trial's user_attrs)."""
@@ -79,4 +95,4 @@ def _number(value: Any) -> Any:
     return float(value) if value in ("inf", "-inf", "nan") else value
 
 
-__all__ = ["INTERRUPTED", "METRIC_KEYS", "TrialRecord"]
+__all__ = ["INTERRUPTED", "METRICS_ATTR", "METRIC_KEYS", "TrialRecord"]

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gas_nas.dashboard import after_trial, set_constraints
+from gas_nas.bookkeeping import PLOT_INTERVAL_S, AtomicFileStore, Recorder, StudyPlot
+from gas_nas.dashboard import constraint_attrs, refresh_study_plot, save_trial_note
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.interrupt import Interrupted
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
-from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
+from gas_nas.storage import DEFAULT_ARTIFACTS, ParamBuffer, check_existing, error_line, open_storage, redact
 
 if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and dashboard never need it
     import torch
@@ -38,7 +39,8 @@ SEED_WAIT_S = 60.0
 class SearchOptions:
     """How this process runs its trials (the study itself comes from `open_study`).
 
-    `callbacks` are called as `callback(study, frozen_trial)` after each trial is told.
+    `callbacks` are called as `callback(study, frozen_trial)` after each trial is told (on the
+    recording thread when `overlap` is on).
     """
 
     seed: int = 0
@@ -50,6 +52,8 @@ class SearchOptions:
     on_cohort_start: Callable[[list[tuple[int, str]]], None] | None = None  # (number, case) of each trial
     should_stop: Callable[[], bool] | None = None
     callbacks: list = field(default_factory=list)
+    overlap: bool | None = None  # record a cohort while the next one trains; None: on CUDA only (on a CPU it would share the cores)
+    plot_interval: float = PLOT_INTERVAL_S  # the dashboard's study plot is refreshed at most this often (and at the end)
 
 
 def metric_names(space: SearchSpace) -> list[str]:
@@ -244,61 +248,138 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
     Runs `n_trials` more trials, or until the study has `until` complete ones. Enqueued trials
     (the paper cases) are asked first, so they lead. Raises `Interrupted` when
     `opts.should_stop()` turns true; the running cohort is then failed and its paper cases re-queued.
+
+    A trained cohort is recorded (PNGs, artifacts, record, tell, note, callbacks) by a `Recorder`:
+    with `opts.overlap` (default: on CUDA) on a worker thread while the next cohort trains. A
+    trial is told COMPLETE only once its artifacts and record are stored. The study plot is
+    refreshed at most every `opts.plot_interval` seconds, and when the search ends or stops.
     """
-    from optuna.artifacts import FileSystemArtifactStore
-
     Path(opts.artifacts).mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(opts.artifacts)
+    overlap = opts.overlap if opts.overlap is not None else getattr(getattr(resources.real, "device", None), "type", "cpu") == "cuda"
+    run = _Run(study, space, opts, resources, AtomicFileStore(opts.artifacts), StudyPlot(lambda: refresh_study_plot(study), opts.plot_interval), until)
     asked = 0
-    while True:
-        size = opts.cohort if n_trials is None else min(opts.cohort, n_trials - asked)
-        if until is not None:
-            size = min(size, until - _complete(study))
-        if size <= 0:
-            return
-        _check_stop(opts)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
-            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we keep heartbeats ourselves
-            optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
-            trials = [study.ask() for _ in range(size)]
-        asked += size
-        with Heartbeat(study, trials):
-            _run_cohort(study, space, opts, resources, store, trials, until)
+    with Recorder(overlap) as recorder:
+        run.recorder = recorder
+        try:
+            while True:
+                size = opts.cohort if n_trials is None else min(opts.cohort, n_trials - asked)
+                if until is not None:
+                    size = min(size, until - _complete(study) - run.untold)  # trials still being recorded count as complete
+                    if size <= 0 and run.untold:  # they may fail, and a trial told meanwhile counts twice: settle, then count again
+                        recorder.drain()
+                        continue
+                if size <= 0:
+                    break
+                _check_stop(opts)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
+                    warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we keep heartbeats ourselves
+                    optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
+                    trials = [study.ask() for _ in range(size)]
+                asked += size
+                heartbeat = Heartbeat(study, trials).start()
+                try:
+                    job = _run_cohort(run, trials, heartbeat)
+                except BaseException:
+                    heartbeat.stop()
+                    raise
+                recorder.submit(job)
+            recorder.drain()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once (a recording in flight still finishes)
+            raise
+        except BaseException:
+            try:
+                recorder.drain()
+            finally:
+                run.plot.flush()
+            raise
+        run.plot.flush()
 
 
-def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
-    members = []
+@dataclass
+class _Run:
+    """What the functions of one `run_search` share."""
+
+    study: optuna.Study
+    space: SearchSpace
+    opts: SearchOptions
+    resources: Resources
+    store: Any
+    plot: StudyPlot
+    until: int | None
+    recorder: Recorder | None = None
+    untold: int = 0  # trained trials whose recording has not told them yet
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_untold(self, change: int) -> None:
+        with self.lock:  # changed by the search and by the recording thread
+            self.untold += change
+
+
+@dataclass
+class _Trained:
+    """What recording needs of a trained trial (no models: their memory is freed at once)."""
+
+    metrics: Any  # TrialMetrics
+    grid: torch.Tensor  # on the CPU
+
+
+def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], None]:
+    """Sample and train a cohort; the job that records it (and stops its heartbeat)."""
+    study, space, opts = run.study, run.space, run.opts
+    members, unbuilt = [], []
     for trial in trials:
         record = TrialRecord.of(trial)
         if opts.on_trial_start:
             opts.on_trial_start(trial.number, record.case or "")
+        trial.storage = params = ParamBuffer(trial.storage)  # the suggested parameters: one write, not one each
         try:
             spec = sample(trial, space)
         except GasNasError as exc:
-            _tell_fail(study, trial, f"spec cannot be built: {exc}", opts)
+            unbuilt.append((trial, f"spec cannot be built: {exc}"))
             continue
+        finally:
+            trial.storage = params.storage
+            params.flush()
         TrialRecord(spec=spec.to_dict(), train=space.train.to_dict()).write(trial)
         members.append((trial, spec))
-    if not members:
-        return
-    if opts.on_cohort_start:
-        opts.on_cohort_start([(t.number, TrialRecord.of(t).case or "") for t, _ in members])
-    try:
-        _check_stop(opts)
-        outcomes = _train(space, opts, resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
-    except (Interrupted, KeyboardInterrupt):
-        for trial, _ in members:
-            _tell_fail(study, trial, INTERRUPTED, opts)
-            record = TrialRecord.of(trial)
-            if record.case:  # the study must still get every paper case: queue it again
-                study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
-        raise Interrupted from None
-    for (trial, spec), outcome in zip(members, outcomes):
-        if isinstance(outcome, str):
-            _tell_fail(study, trial, outcome, opts)
-        else:
-            _tell_outcome(study, space, opts, store, trial, outcome, until)
+    outcomes: list = []
+    if members:
+        if opts.on_cohort_start:
+            opts.on_cohort_start([(t.number, TrialRecord.of(t).case or "") for t, _ in members])
+        try:
+            _check_stop(opts)
+            outcomes = _train(space, opts, run.resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
+        except (Interrupted, KeyboardInterrupt):
+            try:
+                run.recorder.drain()  # the previous cohort trained to the end: record it first
+            finally:
+                for trial, reason in unbuilt:
+                    _tell_fail(run, trial, reason)
+                for trial, _ in members:
+                    _tell_fail(run, trial, INTERRUPTED)
+                    record = TrialRecord.of(trial)
+                    if record.case:  # the study must still get every paper case: queue it again
+                        study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
+                heartbeat.stop()
+            raise Interrupted from None
+    done = [(t, o if isinstance(o, str) else _Trained(o.metrics, o.grid.detach().cpu())) for (t, _), o in zip(members, outcomes)]
+    run.count_untold(len(done))
+
+    def record() -> None:
+        try:
+            for trial, reason in unbuilt:
+                _tell_fail(run, trial, reason)
+            for trial, outcome in done:
+                if isinstance(outcome, str):
+                    _tell_fail(run, trial, outcome)
+                else:
+                    _tell_outcome(run, trial, outcome)
+                run.count_untold(-1)
+        finally:
+            heartbeat.stop()
+
+    return record
 
 
 def _train(space, opts, resources, specs, seeds) -> list:
@@ -325,43 +406,49 @@ def _train(space, opts, resources, specs, seeds) -> list:
         return [f"training failed: {error_line(exc, '')}"] * len(specs)
 
 
-def _tell_outcome(study, space, opts, store, trial, outcome, until) -> None:
-    from gas_nas.report import save_trial
+def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
+    """Artifacts first, then the record (with the constraints) in one write, then tell: a
+    COMPLETE trial always has both."""
+    from gas_nas.report import LOSSES_PNG, SAMPLES_PNG, save_grid, save_loss_plot
 
-    m = outcome.metrics
+    space, m = run.space, trained.metrics
     record = TrialRecord.of(trial)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            spec = DiscriminatorSpec.from_dict(record.spec)
-            paths = save_trial(outcome, tmp, spec, space.train, title=f"trial {trial.number}" + (f" ({record.case})" if record.case else ""))
-            for key in ("samples", "losses"):
-                optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(paths[key]), study_or_trial=trial)
+            title = f"trial {trial.number}" + (f" ({record.case})" if record.case else "")
+            pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(m.to_dict(), Path(tmp) / LOSSES_PNG, title)]
+            for path in pngs:
+                optuna.artifacts.upload_artifact(artifact_store=run.store, file_path=str(path), study_or_trial=trial)
     except OSError as exc:  # a disk that fills: this trial fails, the search goes on
-        return _tell_fail(study, trial, f"cannot save its artifacts: {exc.strerror or exc}", opts)
+        return _tell_fail(run, trial, f"cannot save its artifacts: {exc.strerror or exc}")
     reasons = m.violations(space.quality)
-    TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons)).write(trial)
+    result = TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons))
     if m.status != "complete":
-        return _tell_fail(study, trial, m.reason, opts)
-    set_constraints(trial, dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality))))
+        result.fail_reason, result.feasible = m.reason, False
+        return _finish(run, trial, result, state=TrialState.FAIL)
+    constraints = constraint_attrs(dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality))))
     size = m.peak_mb if space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
     values = [size, getattr(m, space.search.balance)] + ([m.fid] if space.search.quality_objective == "fid" else [])
     if not all(map(math.isfinite, values)):
-        return _tell_fail(study, trial, f"non-finite objective {values}", opts)
-    if until is not None and _complete(study) >= until:
-        _tell(study, trial, opts, state=TrialState.PRUNED)  # another worker completed the last trial first
-        return
-    _tell(study, trial, opts, values=values)
+        result.fail_reason, result.feasible = f"non-finite objective {values}", False
+        return _finish(run, trial, result, constraints, state=TrialState.FAIL)
+    if run.until is not None and _complete(run.study) >= run.until:
+        return _finish(run, trial, result, constraints, state=TrialState.PRUNED)  # another worker completed the last trial first
+    _finish(run, trial, result, constraints, values=values)
 
 
-def _tell_fail(study, trial, reason: str, opts) -> None:
-    TrialRecord(fail_reason=reason, feasible=False).write(trial)
-    _tell(study, trial, opts, state=TrialState.FAIL)
+def _tell_fail(run: _Run, trial, reason: str) -> None:
+    _finish(run, trial, TrialRecord(fail_reason=reason, feasible=False), state=TrialState.FAIL)
 
 
-def _tell(study, trial, opts, **kwargs) -> None:
-    frozen = study.tell(trial, **kwargs)
-    for callback in (after_trial, *opts.callbacks):  # the dashboard's note and plot, then progress lines
-        callback(study, frozen)
+def _finish(run: _Run, trial, record: TrialRecord, constraints: dict | None = None, **tell) -> None:
+    """Write the trial's record in one go, tell the study, then the note, the plot and progress."""
+    record.write(trial, constraints)
+    frozen = run.study.tell(trial, **tell)
+    save_trial_note(run.study, frozen)
+    run.plot.trial_done()
+    for callback in run.opts.callbacks:  # progress lines
+        callback(run.study, frozen)
 
 
 def _complete(study: optuna.Study) -> int:
@@ -375,19 +462,21 @@ def _check_stop(opts: SearchOptions) -> None:
 
 class Heartbeat:
     """Optuna records heartbeats only inside `study.optimize`; with ask/tell we keep them: one
-    thread records a heartbeat for every trial of the running cohort each interval, so a
-    worker killed mid-cohort leaves RUNNING trials that `fail_stale_trials` fails and retries."""
+    thread records a heartbeat for every trial of a cohort each interval, from before its
+    training until its recording has told every trial, so a worker killed mid-cohort leaves
+    RUNNING trials that `fail_stale_trials` fails and retries."""
 
     def __init__(self, study: optuna.Study, trials: list):
         storage = study._storage
         self.storage, self.ids = storage, [t._trial_id for t in trials]
         interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
         self.interval = interval
-        self.stop = threading.Event()
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True) if interval else None
 
     def _beat(self) -> None:
-        while not self.stop.wait(self.interval):
+        self._record()  # at once (on this thread: the search goes on meanwhile), then every interval
+        while not self.stopped.wait(self.interval):
             self._record()
 
     def _record(self) -> None:
@@ -397,16 +486,22 @@ class Heartbeat:
             except Exception:  # noqa: BLE001 - a missed beat is retried next interval
                 pass
 
-    def __enter__(self) -> Heartbeat:
+    def start(self) -> Heartbeat:
         if self.thread is not None:
-            self._record()
             self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self.thread is not None:
-            self.stop.set()
+    def stop(self) -> None:
+        """Idempotent; joins the thread unless called from it."""
+        self.stopped.set()
+        if self.thread is not None and self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join()
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 # ---------------------------------------------------------------- reading results

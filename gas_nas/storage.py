@@ -212,3 +212,96 @@ def _check_dir(directory: Path, url: str) -> None:
         raise StorageError(f"cannot create {directory} for storage {redact(url)}: {exc.strerror}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StorageError(f"{directory} is not writable, so storage {redact(url)} cannot be used; pick another --storage")
+
+
+# ---------------------------------------------------------------- several attributes, one write
+
+
+def write_trial_attrs(storage, trial_id: int, user: dict, system: dict | None = None) -> None:
+    """A trial's user and system attributes, in one transaction on an RDB storage (SQLite,
+    PostgreSQL: one commit, where Optuna's `set_trial_user_attr` commits each key), else one
+    storage call per key (the journal, whose log takes one key per entry)."""
+    system = system or {}
+
+    def batch(session, models, backend) -> None:
+        for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+
+    if not _in_one_transaction(storage, batch):
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in system.items():
+            storage.set_trial_system_attr(trial_id, key, value)
+
+
+def write_study_system_attrs(storage, study_id: int, attrs: dict) -> None:
+    """Study system attributes (where optuna-dashboard keeps notes and plots), in one transaction
+    on an RDB storage, else one call per key."""
+    import json
+
+    def batch(session, models, backend) -> None:
+        study = models.StudyModel.find_or_raise_by_id(study_id, session)
+        for key, value in attrs.items():
+            row = models.StudySystemAttributeModel.find_by_study_and_key(study, key, session)
+            if row is None:
+                session.add(models.StudySystemAttributeModel(study_id=study_id, key=key, value_json=json.dumps(value)))
+            else:
+                row.value_json = json.dumps(value)
+
+    if not _in_one_transaction(storage, batch):
+        for key, value in attrs.items():
+            storage.set_study_system_attr(study_id, key, value)
+
+
+class ParamBuffer:
+    """Stands in for a trial's storage while its parameters are sampled (`trial.storage`, which
+    every `suggest_*` writes through): parameters are kept, `flush` writes them in one
+    transaction (Optuna commits each), and everything else goes straight to the storage."""
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.params: list[tuple] = []
+
+    def set_trial_param(self, trial_id: int, name: str, value_internal: float, distribution) -> None:
+        self.params.append((trial_id, name, value_internal, distribution))
+
+    def __getattr__(self, name: str):
+        return getattr(self.storage, name)
+
+    def flush(self) -> None:
+        params, self.params = self.params, []
+
+        def batch(session, models, backend) -> None:
+            for trial_id, name, value, distribution in params:  # the same checks as Optuna's own write
+                backend._set_trial_param_without_commit(session, trial_id, name, value, distribution)
+
+        if params and not (hasattr(_backend(self.storage), "_set_trial_param_without_commit") and _in_one_transaction(self.storage, batch)):
+            for param in params:
+                self.storage.set_trial_param(*param)
+
+
+def _backend(storage):
+    return getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a read cache; writes go through to it
+
+
+def _in_one_transaction(storage, batch) -> bool:
+    """Run `batch(session, models, rdb_storage)` in one RDB transaction; False when the storage is
+    not an RDB storage, when this Optuna lacks the internals used (then the caller writes key by
+    key through the public API), or when a concurrent writer made the batch collide (the caller's
+    per-key writes then settle it the way Optuna's own do)."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
+        from sqlalchemy.exc import IntegrityError
+    except ImportError:
+        return False
+    backend = _backend(storage)
+    if not isinstance(backend, RDBStorage) or not hasattr(backend, "_set_trial_attr_without_commit"):
+        return False
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            batch(session, models, backend)
+    except IntegrityError:
+        return False
+    return True

@@ -17,6 +17,7 @@ from conftest import write_tiny_space
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.recipes import RECIPE_KEYS
+from gas_nas.record import TrialRecord
 from gas_nas.space import load_space
 from gas_nas.spec import load_arch
 
@@ -63,11 +64,12 @@ def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
     root = searched["root"]
     assert searched["study"].user_attrs["gas_nas:artifacts"] == "art"  # relative to s.db's folder: the dashboard finds it
     for t in searched["study"].get_trials():
-        a = t.user_attrs
-        assert {"spec", "imbalance", "fid", "classes", "entropy", "d_params", "d_losses", "feasible"} <= set(a)
-        assert t.values[0] == pytest.approx(a["d_param_mb"]) and t.values[1] == pytest.approx(a["imbalance"])
-        assert set(t.params) <= set(a["spec"])
-        assert a["train"]["recipe"] == "gas" and not set(a["train"]) & set(RECIPE_KEYS)  # the recipe, and the space has no overrides
+        a, r = t.user_attrs, TrialRecord.of(t)
+        assert {"spec", "train", "metrics", "feasible"} <= set(a)  # the measurements are one attribute
+        assert r.metrics.d_losses and r.metrics.classes >= 0 and r.feasible is True
+        assert t.values[0] == pytest.approx(r.metrics.d_param_mb) and t.values[1] == pytest.approx(r.metrics.imbalance)
+        assert set(t.params) <= set(r.spec)
+        assert r.train["recipe"] == "gas" and not set(r.train) & set(RECIPE_KEYS)  # the recipe, and the space has no overrides
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=searched["study"]._storage)
         assert sorted(m.filename for m in metas) == ["losses.png", "samples.png"]
         for m in metas:
@@ -122,9 +124,10 @@ def test_export_then_train_rebuilds_the_same_discriminator(searched):
     spec, train, meta = load_arch(root / "t2.yaml")
     trial = searched["study"].trials[2]
     assert meta["trial"] == 2 and meta["study"] == "s" and meta["case"] == CASES[2]
-    assert param_count(build_discriminator(spec)) == trial.user_attrs["d_params"]
+    d_params = TrialRecord.of(trial).metrics.d_params
+    assert param_count(build_discriminator(spec)) == d_params
     proc = gas_nas(["train", "--arch", str(root / "t2.yaml"), "--iterations", "1", "--device", "cpu", "--out", str(root / "rt"), "--json"], env, root)
-    assert json.loads(proc.stdout)["d_params"] == trial.user_attrs["d_params"]
+    assert json.loads(proc.stdout)["d_params"] == d_params
     gas_nas(["export", "--pick", "smallest", *storage, "-o", str(root / "small.yaml")], env, root)
     _, _, meta = load_arch(root / "small.yaml")
     best = min(searched["study"].best_trials, key=lambda t: t.values[0])
@@ -248,8 +251,8 @@ def test_cohort_search_keeps_paper_cases_first_and_records_the_cohort(tmp_path, 
     trials = optuna.load_study(study_name="gas", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 7
     assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and trials[6].user_attrs.get("case") is None
-    assert [t.user_attrs["cohort"] for t in trials] == [3, 3, 3, 3, 3, 3, 1]  # 7 = 3 + 3 + 1
-    assert [t.user_attrs["seed"] for t in trials] == list(range(7))
+    assert [TrialRecord.of(t).metrics.cohort for t in trials] == [3, 3, 3, 3, 3, 3, 1]  # 7 = 3 + 3 + 1
+    assert [TrialRecord.of(t).metrics.seed for t in trials] == list(range(7))
 
 
 def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
