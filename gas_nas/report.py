@@ -43,6 +43,8 @@ def loss_figure(metrics: dict, title: str = ""):
     marker = "o" if len(metrics["log_steps"]) <= FEW_POINTS else None
     ax.plot(metrics["log_steps"], metrics["d_losses"], label="D loss", marker=marker, markersize=4)
     ax.plot(metrics["log_steps"], metrics["g_losses"], label="G loss", marker=marker, markersize=4)
+    if metrics.get("teacher_losses"):  # recipe dgl: the teacher's term, beside (not inside) G's own loss
+        ax.plot(metrics["log_steps"], metrics["teacher_losses"], label="teacher term", marker=marker, markersize=4, color="C2")
     ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="D at equilibrium")
     ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="G at equilibrium")
     ax.set_xlabel("iteration")
