@@ -62,14 +62,16 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu") -> Teache
     path = Path(path).expanduser()
     where = f"train.teacher: {path}"
     try:
-        if not path.is_file():
+        if not path.exists():
             raise GasNasError(f"{where}: no such file (give a discriminator.pt written by `gas-nas train`)")
+        if not path.is_file():
+            raise GasNasError(f"{where}: not a regular file (give a discriminator.pt written by `gas-nas train`)")
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise GasNasError(f"{where}: {size:,} bytes, more than the {MAX_BYTES:,} a discriminator checkpoint may have")
         data = path.read_bytes()
-    except OSError as exc:
-        raise GasNasError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise GasNasError(f"{where}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickles that need code, truncated files, not a checkpoint at all
@@ -179,11 +181,12 @@ def _save_atomic(obj: dict, path: Path) -> None:
 
 def resolve_teacher(train: TrainConfig, device: torch.device | str = "cpu", data_dir: str | Path | None = None, *, say: Say = _stderr) -> Teacher | None:
     """The teacher `train` trains with: None when it needs none, the file `train.teacher`, else
-    the default teacher (trained on first use)."""
+    the default teacher (trained on first use). A named file is checked even at weight 0."""
+    if train.teacher is not None:
+        teacher = load_teacher(train.teacher, device)
+        return teacher if needs_teacher(train) else None
     if not needs_teacher(train):
         return None
-    if train.teacher is not None:
-        return load_teacher(train.teacher, device)
     return load_default_teacher(data_dir, device, say=say)
 
 

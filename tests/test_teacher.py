@@ -281,3 +281,15 @@ def test_open_study_refuses_another_teacher_or_none(tmp_path):
     open_study(space, url, "plain")
     with pytest.raises(StorageError, match="was trained with no teacher, this run has teacher sha256 bbbbbbbbbbbb"):
         open_study(space, url, "plain", teacher=b)
+
+
+def test_resolve_teacher_checks_a_named_file_and_trains_nothing_without_need(tmp_path, teacher_file, monkeypatch):
+    import gas_nas.teacher as teacher_mod
+    from gas_nas.teacher import resolve_teacher
+
+    monkeypatch.setattr(teacher_mod, "load_default_teacher", lambda *a, **k: pytest.fail("the default teacher must not be trained"))
+    assert resolve_teacher(TrainConfig()) is None
+    assert resolve_teacher(dgl(teacher_weight=0)) is None
+    assert resolve_teacher(dgl(teacher=str(teacher_file))).sha256 == load_teacher(teacher_file).sha256
+    with pytest.raises(GasNasError, match="no such file"):
+        resolve_teacher(dgl(teacher_weight=0, teacher=str(tmp_path / "missing.pt")))
