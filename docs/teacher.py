@@ -217,7 +217,7 @@ def results(runs: list[Run], stored: dict, space, teacher, timing_record: dict |
     from gas_nas.train import TrialMetrics
 
     lines = [START, "", f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
-             f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {int(0.5 * space.train.iterations) + 1} (`teacher_from: 0.5`); "
+             f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {student_train(space, 0.1).teacher_start + 1} (`teacher_from: {student_train(space, 0.1).teacher_from:g}`); "
              f"quality on {space.quality.n_samples} samples; {args.seeds} seeds per row; stored runs: {len(stored)} of {len(runs)}; compute in stored runs: {seconds / 60:.0f} min.", "",
              "| case | teacher λ | seeds | FID | digits | entropy | imbalance | duality gap | D params | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
     seen: list[tuple[str, float]] = []
