@@ -166,18 +166,31 @@ def store(runs_dir: Path, name: str, record: dict) -> None:
 
 
 def ms_per_iteration(spec, train, real, teacher, iterations: int) -> float:
+    """Milliseconds per iteration after one warm-up iteration. On a CPU it is process CPU time,
+    which other processes on a shared machine barely disturb (the wall clock swings 2x there);
+    with --threads 1 it is the time the iteration costs. On CUDA it is wall time (synchronised)."""
     from gas_nas.train import train_gan
+
+    cuda = real.device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+
+    def stamp(done, total):
+        if cuda:
+            import torch
+
+            torch.cuda.synchronize(real.device)
+        stamps.append(clock())
 
     stamps: list[float] = []
     short = dataclasses.replace(train, iterations=iterations + 1, log_every=1)
-    train_gan(spec, short, real, seed=0, teacher=teacher, progress=lambda d, t: stamps.append(time.perf_counter()))
+    train_gan(spec, short, real, seed=0, teacher=teacher, progress=stamp)
     return (stamps[-1] - stamps[0]) / (len(stamps) - 1) * 1000
 
 
 def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
     """ms per iteration of each student with and without the teacher (on from iteration 1),
-    alternating, 3 repeats each, medians; stored and reused like a run."""
-    key = {"iterations": args.timing_iterations, "batch_size": space.train.batch_size, "threads": args.threads, "teacher_sha256": teacher.sha256, **fixed}
+    alternating, 3 repeats each, medians (CPU: process time); stored and reused like a run."""
+    key = {"clock": "process" if real.device.type == "cpu" else "wall", "iterations": args.timing_iterations, "batch_size": space.train.batch_size, "threads": args.threads, "teacher_sha256": teacher.sha256, **fixed}
     name = "timing-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
     try:
         record = json.loads((runs_dir / name).read_text())
@@ -233,7 +246,8 @@ def results(runs: list[Run], stored: dict, space, teacher, timing_record: dict |
                      f"{_mean_std([m.classes for m in ms])} | {statistics.fmean(m.entropy for m in ms):.2f} | {_mean_std([m.imbalance for m in ms], 3)} | "
                      f"{_mean_std([m.duality_gap for m in ms], 4)} | {ms[0].d_params:,} | {statistics.fmean(m.seconds for m in ms):.0f} |")
     if timing_record:
-        lines += ["", f"Time per iteration with the teacher on every G step (`teacher_from: 0`) against alone, {timing_record['key']['iterations']} iterations x 3 repeats, medians:", "",
+        clock = "process CPU time" if timing_record["key"].get("clock") == "process" else "wall time"
+        lines += ["", f"Time per iteration ({clock}) with the teacher on every G step (`teacher_from: 0`) against alone, {timing_record['key']['iterations']} iterations x 3 repeats, medians:", "",
                   "| case | ms/iter alone | ms/iter with teacher | ratio |", "|---|---|---|---|"]
         for case, row in timing_record["rows"].items():
             lines.append(f"| {case} | {row['ms_gas']:.0f} | {row['ms_dgl']:.0f} | {row['ratio']:.2f}x |")
