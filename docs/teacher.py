@@ -7,10 +7,11 @@ teacher at several lambdas (recipe `dgl`, teacher from half the iterations on), 
 seeds, at one stated budget, beside case 1 alone; then the time per iteration with and without
 the teacher. Every run goes through gas-nas's own `run_trial`.
 
-Resumable, like docs/reproduce.py: each run is stored as JSON under OUT/teacher/runs/ as it
-finishes, keyed by what changes its numbers (case, spec, seed, train config, quality settings,
-teacher sha256, classifier, torch, device, CPU), and skipped when the same command runs again;
-the results between the page's markers are rewritten after every stored run.
+Resumable (`gas_nas.evidence`, as docs/reproduce.py): each run is stored under OUT/teacher/runs/
+as it finishes (metrics JSON and sample grid), keyed by what changes its numbers (case, spec,
+seed, train config, quality settings, teacher sha256, classifier, torch, device, CPU), and
+skipped when the same command runs again; the results between the page's markers are
+rewritten after every stored run.
 
 CPU, beside other work:  OMP_NUM_THREADS=1 python docs/teacher.py --seeds 2 --iterations 1000 --device cpu --threads 1
 CPU smoke test:          python docs/teacher.py --tiny --out /tmp/teacher-smoke --device cpu
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import math
@@ -74,31 +74,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- what runs
 
 
-@dataclasses.dataclass
-class Run:
-    case: str
-    spec: object
-    seed: int
-    weight: float  # 0: alone (recipe gas)
-    key: dict
-    stem: str
-
-
-def plan(space, args, teacher_sha: str, fixed: dict) -> list[Run]:
-    """Seed by seed: case 1 alone, then each student alone and with each lambda."""
+def plan(space, args, teacher, machine: dict, classifier: str) -> list[tuple[str, float, object]]:
+    """(case, lambda, evidence run), seed by seed: case 1 alone, then each student alone and with each lambda."""
     from gas_nas.cases import slug
+    from gas_nas.evidence import plan_run
 
     rows = [(space.cases[0], 0.0)] + [(space.cases[i], w) for i in STUDENTS for w in (0.0, *args.lambdas)]
-    runs = []
-    for seed in range(args.seeds):
-        for case, weight in rows:
-            train = student_train(space, weight)
-            key = {"case": case.name, "spec": case.spec.to_dict(), "seed": seed, "train": train.to_dict(),
-                   "quality": {"n_samples": space.quality.n_samples, "duality_gap_steps": space.quality.duality_gap_steps},
-                   "teacher_sha256": teacher_sha if weight else None, **fixed}
-            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-            runs.append(Run(case.name, case.spec, seed, weight, key, f"{slug(case.name)}-w{weight:g}-seed{seed}-{digest}"))
-    return runs
+    return [
+        (case.name, weight, plan_run(case.name, f"{slug(case.name)}-w{weight:g}", case.spec, seed, student_train(space, weight),
+                                     space.quality, machine, classifier, teacher if weight else None))
+        for seed in range(args.seeds) for case, weight in rows
+    ]
 
 
 def student_train(space, weight: float):
@@ -147,15 +133,6 @@ def get_teacher(args, device, real):
 
 
 # ---------------------------------------------------------------- storing and timing
-
-
-def load_stored(runs_dir: Path, run: Run) -> dict | None:
-    path = runs_dir / f"{run.stem}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if record.get("key") == run.key else None
 
 
 def store(runs_dir: Path, name: str, record: dict) -> None:
@@ -226,19 +203,20 @@ def _mean_std(values: list[float], digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
-def results(runs: list[Run], stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
-    from gas_nas.train import TrialMetrics
+def results(runs: list, stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
+    """The results block; `runs` from `plan`, `stored` maps a run's stem to its stored record."""
+    from gas_nas.results import TrialMetrics
 
     lines = [START, "", f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
              f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {student_train(space, 0.1).teacher_start + 1} (`teacher_from: {student_train(space, 0.1).teacher_from:g}`); "
              f"quality on {space.quality.n_samples} samples; {args.seeds} seeds per row; stored runs: {len(stored)} of {len(runs)}; compute in stored runs: {seconds / 60:.0f} min.", "",
              "| case | teacher λ | seeds | FID | digits | entropy | imbalance | duality gap | D params | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
     seen: list[tuple[str, float]] = []
-    for run in runs:
-        if (run.case, run.weight) not in seen:
-            seen.append((run.case, run.weight))
+    for case, weight, _ in runs:
+        if (case, weight) not in seen:
+            seen.append((case, weight))
     for case, weight in seen:
-        ms = [TrialMetrics(**stored[r.stem]["metrics"]) for r in runs if (r.case, r.weight) == (case, weight) and r.stem in stored]
+        ms = [TrialMetrics(**stored[r.stem]["metrics"]) for c, w, r in runs if (c, w) == (case, weight) and r.stem in stored]
         if not ms:
             lines.append(f"| {case} | {weight:g} | 0 | pending | | | | | | |")
             continue
@@ -281,47 +259,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gas_nas.classifier import load_classifier
-    from gas_nas.data import load_mnist
-    from gas_nas.progress import human_time
-    from gas_nas.train import gap_steps, run_trial, seconds_per_trial
+    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, train_missing
+    from gas_nas.search import load_resources
 
-    sys.path.insert(0, str(DOCS))
-    from reproduce import classifier_fingerprint, machine_key, resolve_device
-
-    device = resolve_device(args.device)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     space = budget_space(args)
-    real, _ = load_mnist(args.data_dir, train=True, device=device)
-    held_out, _ = load_mnist(args.data_dir, train=False, device=device)
-    classifier = load_classifier(args.data_dir, device=device)
-    teacher = get_teacher(args, device, real)
-    fixed = machine_key(device) | {"classifier": classifier_fingerprint(classifier)}
+    res = load_resources(device, args.data_dir)
+    teacher = get_teacher(args, device, res.real)
+    machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
+    fixed = machine | {"classifier": classifier}
     out = Path(args.out)
     runs_dir = out / RUNS
-    runs = plan(space, args, teacher.sha256, fixed)
-    stored = {r.stem: rec for r in runs if (rec := load_stored(runs_dir, r))}
-    missing = [r for r in runs if r.stem not in stored][: args.max_runs if args.max_runs is not None else None]
+    runs = plan(space, args, teacher, machine, classifier)
     page = out / PAGE
-    if missing:
-        scale = 1 + gap_steps(space.quality, space.train) / space.train.iterations
-        per: dict[tuple[str, bool], float] = {}
-        for r in missing:
-            if (r.case, bool(r.weight)) not in per:
-                per[r.case, bool(r.weight)] = seconds_per_trial(r.spec, student_train(space, r.weight), real, teacher=teacher.module if r.weight else None) * scale
-        eta = sum(per[r.case, bool(r.weight)] for r in missing)
-        print(f"teacher.py: {len(stored)} of {len(runs)} runs stored; {len(missing)} to train, about {human_time(eta)} (timed from a few iterations of each kind)", flush=True)
-    for i, run in enumerate(missing, 1):
-        train = student_train(space, run.weight)
-        outcome = run_trial(run.spec, train, space.quality, real=real, held_out=held_out, classifier=classifier, seed=run.seed,
-                            teacher=teacher if run.weight else None)
-        record = {"key": run.key, "metrics": outcome.metrics.to_dict(), "threads": args.threads,
-                  "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-        store(runs_dir, f"{run.stem}.json", record)
-        stored[run.stem] = record
-        m = outcome.metrics
-        print(f"[{i}/{len(missing)}] {run.case}, lambda {run.weight:g}, seed {run.seed}: fid {m.fid:.1f}, {m.classes} digits, imbalance {m.imbalance:.3f}, {m.seconds:.0f} s", flush=True)
+
+    def stored_records() -> dict:
+        return {r.stem: rec for _, _, r in runs if (rec := load_run(runs_dir, r))}
+
+    def write() -> None:
+        stored = stored_records()
         write_page(page, results(runs, stored, space, teacher, None, args, sum(r["metrics"]["seconds"] for r in stored.values())), args.tiny)
-    timing_record = timing(space, args, real, teacher, fixed, runs_dir) if len(stored) == len(runs) else None
+
+    train_missing([r for _, _, r in runs], space.quality, res, runs_dir, max_runs=args.max_runs, log=lambda s: print(s, flush=True), on_stored=write)
+    stored = stored_records()
+    timing_record = timing(space, args, res.real, teacher, fixed, runs_dir) if len(stored) == len(runs) else None
     write_page(page, results(runs, stored, space, teacher, timing_record, args, sum(r["metrics"]["seconds"] for r in stored.values())), args.tiny)
     print(f"teacher.py: wrote {page} ({len(stored)} of {len(runs)} runs stored)")
     return 0

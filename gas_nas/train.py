@@ -308,7 +308,7 @@ class _Curve:
     def mark(self, it: int, last: bool) -> None:
         if it % self.every and not last:
             return
-        self.snaps[len(self.steps)].copy_(self.cohort.sums)
+        self.snaps[len(self.steps)].copy_(self.cohort.sums[:, :2])  # D and G (a teacher's term is logged, not drawn finer)
         self.steps.append(it)
         self.bases.append([list(r) for r in self.read])
 
