@@ -101,6 +101,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"random seed, 0..{MAX_SEED} (default: 0)")
+    parser.add_argument("--teacher", metavar="PATH", help="recipe dgl: the frozen teacher, a discriminator.pt of `gas-nas train` (default: from YAML, else paper case 1 trained once and cached)")
 
 
 def _add_study(parser: argparse.ArgumentParser, artifacts: str = argparse.SUPPRESS) -> None:
@@ -178,7 +179,7 @@ def _check_data(args: argparse.Namespace) -> None:
         resolve_data_dir(args.data_dir)
 
 
-TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size"}
+TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher"}
 
 
 def _train_config(args: argparse.Namespace, space, arch: str | None = None):
@@ -187,10 +188,19 @@ def _train_config(args: argparse.Namespace, space, arch: str | None = None):
 
     layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
     layers += [(flag, {key: getattr(args, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(args, key) is not None]
+    if args.teacher:  # recorded with the trials: absolute, as relative paths in files are resolved against the file
+        layers[-1] = ("--teacher", {"teacher": str(Path(args.teacher).expanduser().absolute())})
     train, line = resolve_train(layers)
     if args.iterations is not None:
         train = dataclasses.replace(train, log_every=min(train.log_every, args.iterations))
     return train, line
+
+
+def _teacher(train, device, args: argparse.Namespace):
+    """The teacher the recipe trains with (None without one), checked before any training."""
+    from gas_nas.teacher import resolve_teacher
+
+    return resolve_teacher(train, device, args.data_dir)
 
 
 class Train(Command):
@@ -218,7 +228,7 @@ class Train(Command):
         train, line = _train_config(args, space, args.arch)
         device = _device(args.device)
         _check_data(args)
-        res = load_resources(device, args.data_dir)
+        res = load_resources(device, args.data_dir, teacher=_teacher(train, device, args))
         if args.json:  # stdout is the JSON record
             print(line, file=sys.stderr)
         else:
@@ -226,7 +236,8 @@ class Train(Command):
         progress = _iteration_bar(console, args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
-            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=args.seed, progress=lambda d, t: progress.update(task, completed=d))
+            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=args.seed,
+                                progress=lambda d, t: progress.update(task, completed=d), teacher=res.teacher)
         paths = save_trial(outcome, args.out, spec, train, title=Path(args.arch).stem)
         m = outcome.metrics
         if args.json:
@@ -235,8 +246,10 @@ class Train(Command):
             table = Table(title=f"{args.arch} ({m.status}{': ' + m.reason if m.reason else ''})")
             table.add_column("metric")
             table.add_column("value", justify="right")
-            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "duality_gap", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds"):
+            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "duality_gap", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds", "teacher_params", "teacher_sha256"):
                 value = getattr(m, key)
+                if key.startswith("teacher") and value is None:
+                    continue
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
             reasons = m.violations(space.quality)
             for i, reason in enumerate(reasons or ["pass"]):  # a row per reason: a long joined line would wrap right-aligned
@@ -290,14 +303,16 @@ class Search(Command):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         device = _device(args.device)
         _check_data(args)
+        teacher = _teacher(space.train, device, args)
         setting = args.cohort or space.search.cohort
-        cohort = auto_cohort(device, space.train) if setting == "auto" else setting
+        cohort = auto_cohort(device, space.train, teacher.module if teacher else None) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
-        study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
+        study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler, teacher=teacher.identity() if teacher else None)
         record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
-        res = load_resources(device, args.data_dir)
+        res = load_resources(device, args.data_dir, teacher=teacher)
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
         resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "") + (f" --recipe {args.recipe}" if args.recipe else "")
+        resume += f" --teacher {args.teacher}" if args.teacher else ""
         if not args.quiet:
             console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
@@ -338,7 +353,8 @@ def _cpu_hint(space, res, device, trials: int) -> str | None:
     if device.type != "cpu" or trials < 1:
         return None
     spec = space.cases[0].spec if space.cases else DiscriminatorSpec()
-    return slow_search_hint(seconds_per_trial(spec, space.train, res.real), trials, space.train.iterations)
+    teacher = res.teacher.module if res.teacher is not None else None
+    return slow_search_hint(seconds_per_trial(spec, space.train, res.real, teacher=teacher), trials, space.train.iterations)
 
 
 def _start_workers(args, storage: str, study_name: str, n_trials: int | None) -> list:
@@ -347,7 +363,7 @@ def _start_workers(args, storage: str, study_name: str, n_trials: int | None) ->
 
     cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
-    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size),
+    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size), ("--teacher", args.teacher),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
         if value is not None:
             cmd += [flag, str(value)]

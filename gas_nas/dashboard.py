@@ -103,6 +103,7 @@ def trial_note(trial: FrozenTrial) -> str:
         ("imbalance", _join(_fmt(get("imbalance"), ".3f"), f"(D loss {_fmt(get('d_loss'), '.3f')}, G loss {_fmt(get('g_loss'), '.3f')}; equilibrium 0.25 / 0.125)")),
         ("size", _join(_fmt(get("d_param_mb"), ".3f"), f"MB ({_fmt(get('d_params'), ',d')} parameters)")),
         ("paper's MB", _join(_fmt(r.paper_mb, "g"), "(GPU memory the paper reported, TensorFlow)")),
+        ("teacher (training only)", _join(_fmt(get("teacher_mb"), ".3f"), f"MB ({_fmt(get('teacher_params'), ',d')} parameters, sha256 {(get('teacher_sha256') or '')[:12]})") if get("teacher_sha256") else "-"),
         ("iterations", _fmt(get("iterations"), "d")),
         ("seconds", _join(_fmt(get("seconds"), ".1f"), f"(its share of a cohort of {get('cohort')})" if (get("cohort") or 1) > 1 else "")),
         ("device", get("device") or "-"),

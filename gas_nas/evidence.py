@@ -17,7 +17,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
@@ -82,6 +82,7 @@ class Run:
     train: TrainConfig
     key: dict
     prefix: str  # file name before the key's hash: "<slug>-seed<seed>"
+    teacher: Any = None  # gas_nas.teacher.Teacher for a recipe with a teacher (its sha256 is in the key)
 
     @property
     def stem(self) -> str:
@@ -89,10 +90,11 @@ class Run:
 
 
 def plan_run(name: str, slug: str, spec: DiscriminatorSpec, seed: int, train: TrainConfig, quality: QualityConfig,
-             machine: dict, classifier: str) -> Run:
+             machine: dict, classifier: str, teacher: Any = None) -> Run:
     """A run keyed by everything that changes its numbers. The guard's thresholds are not in
     the key: they judge the numbers when a page is written and can change without retraining."""
-    key = {
+    extra = {"teacher_sha256": teacher.sha256} if teacher is not None else {}
+    key = extra | {
         "case": name,
         "spec": spec.to_dict(),
         "seed": seed,
@@ -101,7 +103,7 @@ def plan_run(name: str, slug: str, spec: DiscriminatorSpec, seed: int, train: Tr
         **machine,
         "classifier": classifier,
     }
-    return Run(name, spec, seed, train, key, f"{slug}-seed{seed}")
+    return Run(name, spec, seed, train, key, f"{slug}-seed{seed}", teacher)
 
 
 def load_run(folder: Path, run: Run) -> dict | None:
@@ -150,7 +152,8 @@ def estimate_seconds(runs: list[Run], quality: QualityConfig, real) -> float:
         token = json.dumps([run.spec.to_dict(), run.train.to_dict()], sort_keys=True)
         if token not in timed:
             scale = 1 + gap_steps(quality, run.train) / run.train.iterations
-            timed[token] = seconds_per_trial(run.spec, run.train, real) * scale
+            teacher = {"teacher": run.teacher.module} if run.teacher is not None else {}
+            timed[token] = seconds_per_trial(run.spec, run.train, real, **teacher) * scale
         total += timed[token]
     return total
 
@@ -180,7 +183,7 @@ def train_missing(runs: list[Run], quality: QualityConfig, res, folder: Path, *,
     chunks: list[list[Run]] = []
     for run in missing:
         size = auto_cohort(res.real.device, run.train)
-        if chunks and len(chunks[-1]) < size and chunks[-1][0].train == run.train:
+        if chunks and len(chunks[-1]) < size and chunks[-1][0].train == run.train and chunks[-1][0].teacher is run.teacher:
             chunks[-1].append(run)
         else:
             chunks.append([run])
@@ -194,8 +197,9 @@ def train_missing(runs: list[Run], quality: QualityConfig, res, folder: Path, *,
             if it % step == 0 or it == total:
                 log(f"  [{done + len(chunk)}/{len(missing)}] {label}: {it}/{total} iterations, {(time.perf_counter() - start) / 60:.1f} min")
 
+        teacher = {"teacher": chunk[0].teacher} if chunk[0].teacher is not None else {}
         outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], chunk[0].train, quality,
-                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress)
+                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress, **teacher)
         for run, out in zip(chunk, outs):
             store_run(folder, run, out, torch.get_num_threads())
             m = out.metrics

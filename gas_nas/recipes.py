@@ -6,6 +6,11 @@ Files (search space, architecture YAML) name a recipe and list only the recipe k
 change (`RECIPE_KEYS`); every other `train` key (iterations, batch_size, z_dim, log_every,
 divergence_loss, ...) is the trial's budget, never the recipe's. Adding a recipe means writing
 its functions and one entry in `RECIPES`, nothing else.
+
+A recipe with a teacher (`dgl`) also sets `TEACHER_KEYS`, overridable the same way: G's loss
+gains `teacher_weight * g_loss(D_T(G(z)))` (for LSGAN `0.5 * (D_T(G(z)) - 1)^2`) through a frozen
+teacher discriminator D_T, from iteration `int(teacher_from * iterations) + 1` on
+(`gas_nas/teacher.py` loads it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ Init = Callable[[Any, float], None]  # (module, init_std): initialise weights in
 
 # The TrainConfig keys a recipe sets and a file may override one by one; the rest are budget.
 RECIPE_KEYS = ("optimizer", "lr", "beta1", "beta2", "d_steps", "g_steps", "init_std")
+# Recipe keys only a recipe with a teacher has (None in the others, and refused there).
+TEACHER_KEYS = ("teacher_weight", "teacher_from")
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,17 @@ class Recipe:
     # One-stage updates (OSGAN): D(G(z)) -> per-sample factor turning D's fake-loss gradient into
     # G's loss gradient. None: the usual two-stage updates.
     one_stage_scale: Callable[[Any], Any] | None = None
+    # Teacher-guided generator (DGL-GAN): lambda, and the fraction of iterations before the
+    # teacher term starts. None: no teacher.
+    teacher_weight: float | None = None
+    teacher_from: float | None = None
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.teacher_weight is not None
 
     def settings(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in RECIPE_KEYS}
+        return {key: getattr(self, key) for key in RECIPE_KEYS + TEACHER_KEYS}
 
 
 # ---------------------------------------------------------------- losses
@@ -164,7 +179,19 @@ OSGAN = Recipe(
     d_loss=lsgan_d_loss, g_loss=lsgan_g_loss, one_stage_scale=lsgan_one_stage_scale,
 )
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN, OSGAN)}
+DGL = Recipe(
+    name="dgl",
+    summary="GAS's recipe plus a frozen teacher discriminator in G's loss (Tian et al., DGL-GAN): "
+    "lambda * 0.5 * (D_T(G(z)) - 1)^2 added after the first teacher_from of the iterations",
+    optimizer="rmsprop", lr=1e-3, beta1=0.5, beta2=0.999,
+    d_steps=1, g_steps=4,
+    init_std=0.02, init=trunc_normal_init,
+    d_loss=lsgan_d_loss, g_loss=lsgan_g_loss,
+    teacher_weight=0.1,  # DGL-GAN's lambda for BigGAN (0.1-0.5 for StyleGAN2)
+    teacher_from=0.5,  # two stages: plain training for the first half, then the teacher joins
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (GAS, DCGAN, OSGAN, DGL)}
 DEFAULT_RECIPE = GAS.name  # what a `train` section without `recipe` means
 
 
@@ -175,4 +202,4 @@ def get_recipe(name: str, where: str = "recipe") -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["DCGAN", "DEFAULT_RECIPE", "GAS", "OSGAN", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "Recipe", "get_recipe", "make_optimizer"]
+__all__ = ["DCGAN", "DEFAULT_RECIPE", "DGL", "GAS", "OSGAN", "OPTIMIZERS", "RECIPES", "RECIPE_KEYS", "TEACHER_KEYS", "Recipe", "get_recipe", "make_optimizer"]

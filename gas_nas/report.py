@@ -69,6 +69,8 @@ def loss_figure(metrics: dict, title: str = "", curve: dict | None = None):
     last = max([*fine["steps"], *steps, 1])
     ax.set_xlim(0, last + max(0.5, last * 0.03))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if metrics.get("teacher_losses"):  # recipe dgl: the teacher's term, beside (not inside) G's own loss
+        ax.plot(steps, metrics["teacher_losses"], label="teacher term (logged means)", marker="o" if len(steps) <= FEW_POINTS else None, markersize=3.5, color="C2")
     ax.set_xlabel("iteration")
     ax.set_ylabel("LSGAN loss")
     imbalance = metrics.get("imbalance")
@@ -115,16 +117,22 @@ def discriminator_checkpoint(D: torch.nn.Module, spec: DiscriminatorSpec, train:
 
 def load_discriminator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, DiscriminatorSpec, dict]:
     """A `discriminator.pt` back as (model, spec, train dict); tensors only (`weights_only`)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model, spec = discriminator_from_checkpoint(ckpt)
+    return model.to(device), spec, ckpt.get("train", {})
+
+
+def discriminator_from_checkpoint(ckpt: dict, where: str = "discriminator.pt", device: torch.device | str = "cpu") -> tuple[torch.nn.Module, DiscriminatorSpec]:
+    """Rebuild the model a loaded `discriminator.pt` holds, dense or sparse (`discriminator_checkpoint`)."""
     from gas_nas.models import build_discriminator
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    spec = DiscriminatorSpec.from_dict(ckpt["spec"])
-    model = build_discriminator(spec)
+    spec = DiscriminatorSpec.from_dict(ckpt["spec"], f"{where}: spec")
+    model = build_discriminator(spec, device=device)
     if "sparse_state" in ckpt:
         sparsity.load_sparse_state(model, ckpt["sparse_state"], spec.density)
     else:
         model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), spec, ckpt.get("train", {})
+    return model, spec
 
 
 def _scalars(metrics: dict) -> dict:

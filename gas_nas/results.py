@@ -41,6 +41,12 @@ class TrialMetrics:
     g_losses: list[float] = field(default_factory=list)
     duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
     d_nonzero: int | None = None  # parameters stored as values (= d_params when dense); None in older studies
+    # Teacher-guided recipes (dgl): the frozen teacher (never part of d_param_mb) and its term in
+    # G's loss per log interval (teacher_weight * its LSGAN loss; 0 before the stage switch).
+    teacher_sha256: str | None = None
+    teacher_params: int | None = None
+    teacher_mb: float | None = None
+    teacher_losses: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and das
     import torch
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
+TEACHER_ATTR = "gas_nas:teacher"  # study user attribute: the teacher its trials train with (None: none)
 ARTIFACTS_ATTR = "gas_nas:artifacts"  # study user attribute: where its trials' artifacts were written
 SEED_WAIT_S = 60.0
 
@@ -74,8 +75,11 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
 
 
-def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: int = 0, sampler: str | None = None) -> optuna.Study:
+def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: int = 0, sampler: str | None = None, teacher: dict | None = None) -> optuna.Study:
     """Create the study (and enqueue the paper cases) or join the existing one.
+
+    `teacher` (`Teacher.identity()`, None without one) is recorded on a new study; joining a
+    study created with another teacher (or none) is refused, as are other objectives.
 
     Race-free seeding: `create_study(load_if_exists=False)` succeeds in exactly one process;
     only that process enqueues the cases, then flags the study. Joiners wait for the flag so
@@ -103,10 +107,22 @@ def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metric_names(space))
+        study.set_user_attr(TEACHER_ATTR, teacher)
         _enqueue_cases(study, space)
     else:
         _wait_for_seeding(study, space)
+        _check_teacher(study, teacher)
     return study
+
+
+def _check_teacher(study: optuna.Study, teacher: dict | None) -> None:
+    """A study's trials all train with one teacher (or none): resuming with another is refused."""
+    had = study.user_attrs.get(TEACHER_ATTR)  # absent: a study from before teachers, trained without one
+    sha = (had or {}).get("teacher_sha256")
+    if sha != (teacher or {}).get("teacher_sha256"):
+        then = f"teacher sha256 {sha[:12]} ({had.get('teacher_path')})" if sha else "no teacher"
+        now = f"teacher sha256 {teacher['teacher_sha256'][:12]} ({teacher.get('teacher_path')})" if teacher else "no teacher"
+        raise StorageError(f"study {study.study_name!r} was trained with {then}, this run has {now}; use the same teacher or another --study")
 
 
 def _enqueue_cases(study: optuna.Study, space: SearchSpace) -> None:
@@ -231,15 +247,16 @@ class Resources:
     real: torch.Tensor
     held_out: torch.Tensor
     classifier: torch.nn.Module
+    teacher: Any = None  # gas_nas.teacher.Teacher for a recipe with a teacher
 
 
-def load_resources(device: torch.device, data_dir: str | None) -> Resources:
+def load_resources(device: torch.device, data_dir: str | None, teacher: Any = None) -> Resources:
     from gas_nas.classifier import load_classifier
     from gas_nas.data import load_mnist
 
     real, _ = load_mnist(data_dir, train=True, device=device)
     held_out, _ = load_mnist(data_dir, train=False, device=device)
-    return Resources(real=real, held_out=held_out, classifier=load_classifier(data_dir, device=device))
+    return Resources(real=real, held_out=held_out, classifier=load_classifier(data_dir, device=device), teacher=teacher)
 
 
 def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, resources: Resources, n_trials: int | None, until: int | None = None) -> None:
@@ -393,6 +410,7 @@ def _train(space, opts, resources, specs, seeds) -> list:
         return run_cohort(
             specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,
             classifier=resources.classifier, progress=opts.on_iteration, should_stop=opts.should_stop, cuda_graph=opts.cuda_graph,
+            teacher=resources.teacher,
         )
     except torch.cuda.OutOfMemoryError:
         if len(specs) == 1:

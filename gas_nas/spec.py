@@ -20,7 +20,9 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from gas_nas.errors import SpaceError
-from gas_nas.recipes import DEFAULT_RECIPE, OPTIMIZERS, RECIPE_KEYS, get_recipe
+from gas_nas.recipes import DEFAULT_RECIPE, OPTIMIZERS, RECIPE_KEYS, TEACHER_KEYS, get_recipe
+
+OVERRIDE_KEYS = RECIPE_KEYS + TEACHER_KEYS  # what a file may change of its recipe, key by key
 
 ARCH_FORMAT = "gas-nas/arch/v1"
 MAX_COHORT = 64  # trials trained together; past this the fused kernels gain nothing more
@@ -99,6 +101,9 @@ class TrainConfig:
     `recipe`, the budget and only those, so flipping `recipe` in a written file changes the
     training. Switch recipes through `from_dict` or `resolve_train`: `dataclasses.replace` of
     `recipe` alone keeps the old recipe's values, as overrides.
+
+    The teacher keys (`TEACHER_KEYS`, and `teacher`, the path of a `discriminator.pt`) exist only
+    for a recipe with a teacher (`dgl`); they stay None, and unwritten, for the others.
     """
 
     recipe: str = DEFAULT_RECIPE
@@ -120,6 +125,9 @@ class TrainConfig:
     sparse_mode: Literal["static", "dynamic"] = "dynamic"  # static: the initial ERK masks stay
     sparse_regrow: Literal["random", "gradient"] = "random"  # SET (STU-GAN's D default) or RigL
     sparse_interval: int | None = None  # iterations between prune/regrow; None: a twentieth of the budget
+    teacher_weight: float | None = None  # recipe key of a recipe with a teacher: lambda
+    teacher_from: float | None = None  # recipe key of a recipe with a teacher: fraction of iterations before it starts
+    teacher: str | None = None  # a `discriminator.pt` written by `gas-nas train`; None: the default teacher
     overrides: tuple[str, ...] = field(default=(), metadata={"internal": True})  # never a file key
 
     def __post_init__(self) -> None:
@@ -130,8 +138,12 @@ class TrainConfig:
                 object.__setattr__(self, key, value)
             elif getattr(self, key) != value:
                 changed.add(key)
-        object.__setattr__(self, "overrides", tuple(k for k in RECIPE_KEYS if k in changed))
-        _check_types(self, "train")
+        object.__setattr__(self, "overrides", tuple(k for k in OVERRIDE_KEYS if k in changed))
+        if not recipe.has_teacher:
+            for key in (*TEACHER_KEYS, "teacher"):
+                if getattr(self, key) is not None:
+                    raise SpaceError(f"train.{key}: recipe {self.recipe} trains without a teacher; only a recipe with one uses it ({', '.join(_teacher_recipes())})")
+        _check_types(self, "train", optional=(*TEACHER_KEYS, "teacher"))
         if self.optimizer not in OPTIMIZERS:
             raise SpaceError(f"train.optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         caps = {"iterations": MAX_ITERATIONS, "batch_size": MAX_BATCH_SIZE, "d_steps": MAX_STEPS, "g_steps": MAX_STEPS, "z_dim": MAX_Z_DIM, "log_every": MAX_ITERATIONS}
@@ -145,18 +157,41 @@ class TrainConfig:
                 raise SpaceError(f"train.{key}: must be in [0, 1), got {getattr(self, key)}")
         if self.sparse_interval is not None:
             _check_range("train.sparse_interval", self.sparse_interval, 1, self.iterations)
+        if recipe.has_teacher:
+            if not (math.isfinite(self.teacher_weight) and self.teacher_weight >= 0):
+                raise SpaceError(f"train.teacher_weight: must be a finite number >= 0, got {self.teacher_weight}")
+            if not 0 <= self.teacher_from <= 1:
+                raise SpaceError(f"train.teacher_from: must be in [0, 1] (a fraction of the iterations), got {self.teacher_from}")
+            if self.teacher is not None and not self.teacher.strip():
+                raise SpaceError("train.teacher: expected the path of a discriminator.pt, got an empty string")
+
+    @property
+    def teacher_start(self) -> int | None:
+        """The last iteration without the teacher term (it is on from the next one), or None
+        without a teacher recipe."""
+        if self.teacher_from is None:
+            return None
+        return int(self.teacher_from * self.iterations)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "train") -> TrainConfig:
         """Every recipe key given is an override, even one equal to the recipe's value: old files
         spell out all keys, and a file that writes `lr` means that `lr` under any recipe."""
         config = _from_dict(cls, data, where)
-        return dataclasses.replace(config, overrides=tuple(k for k in RECIPE_KEYS if k in data))
+        return dataclasses.replace(config, overrides=tuple(k for k in OVERRIDE_KEYS if k in data))
 
     def to_dict(self) -> dict[str, Any]:
         """`recipe`, the budget and the overrides only: what files and trial attributes record."""
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in RECIPE_KEYS and k != "overrides"}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in OVERRIDE_KEYS and k != "overrides"}
+        if data["teacher"] is None:  # recipes without a teacher write what they always wrote
+            del data["teacher"]
         return data | {k: getattr(self, k) for k in self.overrides}
+
+
+def _teacher_recipes() -> list[str]:
+    from gas_nas.recipes import RECIPES
+
+    return sorted(name for name, r in RECIPES.items() if r.has_teacher)
 
 
 TRAIN_PRECEDENCE = "flags > arch file > space"
@@ -167,7 +202,7 @@ def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig
 
     `train` and `search` pass the space, then the architecture file, then each command-line
     flag. A layer that names another recipe than the layers below drops their recipe-key
-    overrides (they were changes to that other recipe). Returns the config and one line saying
+    overrides and their teacher (they were changes to that other recipe). Returns the config and one line saying
     where the recipe, the budget and each override came from.
     """
     merged: dict[str, Any] = {}
@@ -175,7 +210,7 @@ def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig
     for label, data in layers:
         below = merged.get("recipe", DEFAULT_RECIPE)
         if data.get("recipe", below) != below:
-            for key in RECIPE_KEYS:
+            for key in (*OVERRIDE_KEYS, "teacher"):
                 merged.pop(key, None)
                 source.pop(key, None)
         merged.update(data)
@@ -183,7 +218,7 @@ def resolve_train(layers: list[tuple[str, dict[str, Any]]]) -> tuple[TrainConfig
     train = TrainConfig.from_dict(merged)
     default = TrainConfig().to_dict()
     keys = ["recipe", "iterations", "batch_size"]
-    keys += [k for k, v in train.to_dict().items() if k not in keys and (k in train.overrides or v != default[k])]
+    keys += [k for k, v in train.to_dict().items() if k not in keys and (k in train.overrides or v != default.get(k))]
     parts = [f"{k} {_show(getattr(train, k))} ({source.get(k, 'default')})" for k in keys]
     return train, f"training: {', '.join(parts)}; precedence: {TRAIN_PRECEDENCE}"
 
@@ -285,14 +320,24 @@ def load_arch(path: str | Path) -> tuple[DiscriminatorSpec, TrainConfig | None, 
     if not isinstance(doc.get("discriminator"), dict):
         raise SpaceError(f"{where}: discriminator: expected a mapping of architecture keys")
     spec = DiscriminatorSpec.from_dict(doc["discriminator"], f"{where}: discriminator")
-    train = TrainConfig.from_dict(mapping(doc["train"], f"{where}: train"), f"{where}: train") if "train" in doc else None
+    train = TrainConfig.from_dict(anchor_paths(mapping(doc["train"], f"{where}: train"), path), f"{where}: train") if "train" in doc else None
     return spec, train, mapping(doc.get("metadata") or {}, f"{where}: metadata")
 
 
 def train_section(path: str | Path) -> dict[str, Any]:
     """The `train` keys a space or architecture file gives itself (one precedence layer of
     `resolve_train`); call it on a file already validated by `load_space` / `load_arch`."""
-    return dict(read_yaml(path).get("train") or {})
+    return anchor_paths(dict(read_yaml(path).get("train") or {}), path)
+
+
+def anchor_paths(section: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """A `train` section whose relative `teacher` path is resolved against the file naming it."""
+    teacher = section.get("teacher")
+    if isinstance(teacher, str) and teacher.strip() and not Path(teacher).expanduser().is_absolute():
+        section = {**section, "teacher": str(Path(path).expanduser().absolute().parent / teacher)}
+    elif isinstance(teacher, str) and teacher.strip():
+        section = {**section, "teacher": str(Path(teacher).expanduser())}
+    return section
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -446,8 +491,11 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
         raise SpaceError(f"{where}.{rest}" if rest and " " not in section else str(exc)) from None
 
 
-def _check_types(obj: Any, where: str) -> None:
+def _check_types(obj: Any, where: str, optional: tuple[str, ...] = ()) -> None:
+    """Every field against its type; those named in `optional` may also be None (not set)."""
     for name, tp in field_types(type(obj)).items():
+        if name in optional and getattr(obj, name) is None:
+            continue
         coerce(tp, getattr(obj, name), f"{where}.{name}")
 
 

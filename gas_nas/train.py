@@ -14,7 +14,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas import sparsity
 from gas_nas.results import TrialMetrics
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from gas_nas.teacher import Teacher
 
 GRID_SAMPLES = 64
 CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 were no faster (0.97x, 0.98x)
@@ -52,6 +55,7 @@ class TrialHistory:
     log_steps: list[int] = field(default_factory=list)
     d_losses: list[float] = field(default_factory=list)
     g_losses: list[float] = field(default_factory=list)
+    teacher_losses: list[float] = field(default_factory=list)  # recipes with a teacher only
     status: str = "complete"
     reason: str = ""
     iterations: int = 0
@@ -78,9 +82,16 @@ class Cohort:
     not cross trials (grouped convs, per-trial BatchNorm, separate discriminators).
     Every tensor is created on `real.device` explicitly. `step()` is one whole iteration on
     static buffers (what a CUDA graph captures); `draw()` refills those buffers.
+
+    A recipe with a teacher takes `teacher`, a frozen discriminator in eval mode: one forward of
+    all K trials' fake batches (eval mode judges each sample alone, so trials never interact)
+    adds `teacher_scale * g_loss(D_T(G(z)))` to each trial's G loss. `teacher_scale` is a device
+    scalar, 0 until `set_teacher(True)` fills it with `teacher_weight` in place, so a captured
+    CUDA graph (which always runs the teacher) needs no re-capture; eager training skips the
+    teacher's forward while it is off.
     """
 
-    def __init__(self, specs: list[DiscriminatorSpec], seeds: list[int], train: TrainConfig, real: torch.Tensor, *, capturable: bool = False):
+    def __init__(self, specs: list[DiscriminatorSpec], seeds: list[int], train: TrainConfig, real: torch.Tensor, *, capturable: bool = False, teacher: nn.Module | None = None):
         device = self.device = real.device
         self.train, self.real, self.k = train, real, len(specs)
         self.recipe = recipe = get_recipe(train.recipe)  # its loss and init; its settings are already in `train`
@@ -105,7 +116,19 @@ class Cohort:
         steps, batch = train.d_steps + train.g_steps, train.batch_size
         self.index = torch.zeros(self.k, train.d_steps, batch, dtype=torch.int64, device=device)
         self.noise = torch.zeros(self.k, steps, batch, train.z_dim, device=device)
-        self.sums = torch.zeros(self.k, 2, device=device)  # per trial: D and G loss summed over the log interval
+        self.sums = torch.zeros(self.k, 3, device=device)  # per trial: D loss, G loss, teacher term summed over the log interval
+        self.no_teacher = torch.zeros(self.k, device=device)
+        self.teacher = teacher if recipe.has_teacher and train.teacher_weight else None
+        if self.teacher is None and recipe.has_teacher and train.teacher_weight:
+            raise ValueError(f"recipe {recipe.name} needs a teacher discriminator (gas_nas.teacher.resolve_teacher)")
+        self.teacher_scale = torch.zeros((), device=device)  # teacher_weight while the teacher term is on
+        self.teacher_on = False
+        self.teacher_always = capturable  # a CUDA graph holds the teacher's forward from the start
+
+    def set_teacher(self, on: bool) -> None:
+        """Switch the teacher term on or off (in place: a captured CUDA graph stays valid)."""
+        self.teacher_scale.fill_(self.train.teacher_weight if on and self.teacher is not None else 0.0)
+        self.teacher_on = on and self.teacher is not None
 
     def draw(self) -> None:
         """This iteration's real-batch indices and noise, from each trial's own generator."""
@@ -131,10 +154,11 @@ class Cohort:
                 d_losses = self.d_backward(s)
                 self.opt_d.step()
             self.apply_masks()
+        t_terms = self.no_teacher
         for s in range(train.d_steps + one_stage, train.d_steps + train.g_steps):
-            g_losses = self.g_backward(s)
+            g_losses, t_terms = self.g_backward_terms(s)
             self.opt_g.step()
-        self.sums += torch.stack([d_losses.detach(), g_losses.detach()], dim=1)
+        self.sums += torch.stack([d_losses.detach(), g_losses.detach(), t_terms.detach()], dim=1)
 
     def apply_masks(self) -> None:
         """Keep every sparse discriminator's masked-out weights at zero (in place, graph-safe)."""
@@ -165,13 +189,29 @@ class Cohort:
 
     def g_backward(self, s: int) -> torch.Tensor:
         """G's gradients (D(G(z)) -> 1) on noise slot `s`; they flow through each D, only G's are kept."""
+        return self.g_backward_terms(s)[0]
+
+    def g_backward_terms(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`g_backward`, plus the teacher term when it is on: per-trial student G losses and
+        teacher terms (zeros without a teacher); G's gradient is that of their sum."""
         Ds = self.discriminators
         with self._autocast():
             fake = self.G(self.noise[:, s])
             g_losses = torch.stack([self.recipe.g_loss(D(fake[i])) for i, D in enumerate(Ds)])
+            t_terms = self.teacher_terms(fake)
         self.opt_g.zero_grad(set_to_none=False)
-        g_losses.sum().backward(inputs=self.g_params)
-        return g_losses
+        if t_terms is None:
+            g_losses.sum().backward(inputs=self.g_params)
+            return g_losses, self.no_teacher
+        (g_losses.sum() + t_terms.sum()).backward(inputs=self.g_params)
+        return g_losses, t_terms
+
+    def teacher_terms(self, fake: torch.Tensor) -> torch.Tensor | None:
+        """teacher_scale * g_loss(D_T(fake)) per trial, or None while the teacher is not run."""
+        if self.teacher is None or not (self.teacher_on or self.teacher_always):
+            return None
+        judged = self.teacher(fake.flatten(0, 1)).view(self.k, -1, 1)  # (K, B, 1): eval mode, one pass for all trials
+        return self.teacher_scale * torch.stack([self.recipe.g_loss(t) for t in judged])
 
     def one_stage_backward(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
         """OSGAN: one forward and one backward of D's loss give D its gradients and, through a
@@ -194,14 +234,14 @@ class Cohort:
         d_losses.sum().backward()
         return d_losses, g_losses
 
-    def read_interval(self, span: int) -> tuple[list[float], list[float], list[float]]:
-        """Per-trial interval-mean D and G losses and largest |weight|: the one host sync per log."""
+    def read_interval(self, span: int) -> tuple[list[float], list[float], list[float], list[float]]:
+        """Per-trial interval-mean D and G losses, teacher term and largest |weight|: the one host sync per log."""
         k = self.k
         g_max = torch.stack([p.detach().reshape(k, -1).abs().amax(dim=1) for p in self.g_params]).amax(dim=0)
         d_max = torch.stack([torch.stack([p.detach().abs().amax() for p in ps]).amax() for ps in self.d_params])
         table = torch.cat([self.sums / span, torch.maximum(g_max, d_max).unsqueeze(1)], dim=1).tolist()
         self.sums.zero_()
-        return [r[0] for r in table], [r[1] for r in table], [r[2] for r in table]
+        return [r[0] for r in table], [r[1] for r in table], [r[2] for r in table], [r[3] for r in table]
 
     def generator(self, i: int) -> nn.Module:
         return self.G.generator(i)
@@ -216,18 +256,20 @@ def train_cohort(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     cuda_graph: bool = True,
+    teacher: nn.Module | None = None,
 ) -> tuple[Cohort, list[TrialHistory]]:
     """Train len(specs) trials together on `real` (N, 1, 28, 28) on its device.
 
     A trial that diverges stops being logged (its reason recorded) while the others go on; its
     weights keep changing but never reach another trial's. On CUDA the iteration is captured
     as one CUDA graph (`gas_nas.graphs`) unless `cuda_graph` is False or capture fails.
-    Raises `Interrupted` when `should_stop()` turns true.
+    A recipe with a teacher needs `teacher` (frozen, eval mode); its term joins G's loss after
+    iteration `train.teacher_start`. Raises `Interrupted` when `should_stop()` turns true.
     """
     from gas_nas.graphs import make_runner
 
     use_graph = cuda_graph and real.device.type == "cuda"
-    cohort = Cohort(specs, seeds, train, real, capturable=use_graph)
+    cohort = Cohort(specs, seeds, train, real, capturable=use_graph, teacher=teacher)
     run = make_runner(cohort, use_graph)
     hists = [TrialHistory() for _ in specs]
     live = set(range(cohort.k))
@@ -236,12 +278,14 @@ def train_cohort(
     for it in range(1, train.iterations + 1):
         if should_stop is not None and should_stop():
             raise Interrupted
+        if it == (train.teacher_start or 0) + 1 and cohort.teacher is not None:
+            cohort.set_teacher(True)  # stage two: the teacher joins G's loss
         cohort.draw()
         run()
         cohort.update_masks(it)
         curve.mark(it, last=it == train.iterations)
         if it % train.log_every == 0 or it == train.iterations:
-            d_means, g_means, w_max = cohort.read_interval(it - last_log)
+            d_means, g_means, t_means, w_max = cohort.read_interval(it - last_log)
             curve.logged(d_means, g_means, it - last_log)
             last_log = it
             for i in sorted(live):
@@ -249,6 +293,8 @@ def train_cohort(
                 h.log_steps.append(it)
                 h.d_losses.append(d_means[i])
                 h.g_losses.append(g_means[i])
+                if cohort.recipe.has_teacher:
+                    h.teacher_losses.append(t_means[i])
                 h.iterations = it
                 reason = _divergence(d_means[i], g_means[i], w_max[i], train.divergence_loss)
                 if reason:
@@ -283,7 +329,7 @@ class _Curve:
     def mark(self, it: int, last: bool) -> None:
         if it % self.every and not last:
             return
-        self.snaps[len(self.steps)].copy_(self.cohort.sums)
+        self.snaps[len(self.steps)].copy_(self.cohort.sums[:, :2])  # D and G (a teacher's term is logged, not drawn finer)
         self.steps.append(it)
         self.bases.append([list(r) for r in self.read])
 
@@ -314,18 +360,20 @@ def train_gan(
     *,
     seed: int = 0,
     progress: Progress | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, nn.Module, dict]:
     """One trial alone (a cohort of one). Returns (G, D, history as a dict)."""
-    cohort, (hist,) = train_cohort([spec], [seed], train, real, progress=progress)
+    cohort, (hist,) = train_cohort([spec], [seed], train, real, progress=progress, teacher=teacher)
     return cohort.generator(0), cohort.discriminators[0], dataclasses.asdict(hist)
 
 
-def seconds_per_trial(spec: DiscriminatorSpec, train: TrainConfig, real: torch.Tensor, *, timed: int = 3, seed: int = 0) -> float:
+def seconds_per_trial(spec: DiscriminatorSpec, train: TrainConfig, real: torch.Tensor, *, timed: int = 3, seed: int = 0, teacher: nn.Module | None = None) -> float:
     """About how long `train.iterations` iterations of `spec` take on `real`'s device, from
-    `timed` real ones after one untimed warm-up iteration (cheap: a few iterations)."""
+    `timed` real ones after one untimed warm-up iteration (cheap: a few iterations; with a
+    teacher, its stages in about their share)."""
     stamps: list[float] = []
     short = dataclasses.replace(train, iterations=1 + timed, log_every=1)
-    train_gan(spec, short, real, seed=seed, progress=lambda done, total: stamps.append(time.perf_counter()))
+    train_gan(spec, short, real, seed=seed, progress=lambda done, total: stamps.append(time.perf_counter()), teacher=teacher)
     if len(stamps) < 2:  # diverged on the first iteration: nothing to time
         return 0.0
     return (stamps[-1] - stamps[0]) / (len(stamps) - 1) * train.iterations
@@ -363,8 +411,12 @@ def run_cohort(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     cuda_graph: bool = True,
+    teacher: Teacher | None = None,
 ) -> list[TrialOutcome]:
     """Train a cohort, then measure each trial's size, balance (imbalance, duality gap) and sample quality.
+
+    A recipe with a teacher needs `teacher` (`gas_nas.teacher`), one for all K trials; each
+    trial records its sha256 and size. Balance is measured on the student's losses only.
 
     `held_out` is never trained on. A trial's `seconds` is the cohort's wall time divided by
     its size (what the trial cost). `peak_mb` (CUDA only) is `peak_train_memory_mb` of its spec,
@@ -375,8 +427,10 @@ def run_cohort(
 
     device = real.device
     start = time.perf_counter()
-    cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph)
-    peaks = [peak_train_memory_mb(spec, train, device) if device.type == "cuda" else None for spec in specs]
+    module = teacher.module if teacher is not None else None
+    cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph, teacher=module)
+    peaks = [peak_train_memory_mb(spec, train, device, teacher=module) if device.type == "cuda" else None for spec in specs]
+    used = teacher if cohort.teacher is not None else None
     measured = []
     for i, (spec, seed, hist) in enumerate(zip(specs, seeds, hists)):
         if should_stop is not None and should_stop():
@@ -416,6 +470,10 @@ def run_cohort(
             g_losses=hist.g_losses,
             duality_gap=gap,
             d_nonzero=sparsity.nonzero_params(D),
+            teacher_sha256=used.sha256 if used else None,
+            teacher_params=used.params if used else None,
+            teacher_mb=used.mb if used else None,
+            teacher_losses=hist.teacher_losses,
         )
         curve = {"steps": hist.curve_steps, "d_losses": hist.curve_d, "g_losses": hist.curve_g}
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid, curve=curve))
@@ -443,12 +501,13 @@ def run_trial(
     classifier: nn.Module,
     seed: int = 0,
     progress: Progress | None = None,
+    teacher: Teacher | None = None,
 ) -> TrialOutcome:
     """One trial alone: `run_cohort` with a cohort of one."""
-    return run_cohort([spec], [seed], train, quality, real=real, held_out=held_out, classifier=classifier, progress=progress)[0]
+    return run_cohort([spec], [seed], train, quality, real=real, held_out=held_out, classifier=classifier, progress=progress, teacher=teacher)[0]
 
 
-def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: torch.device) -> float:
+def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: torch.device, teacher: nn.Module | None = None) -> float:
     """CUDA peak memory of one training iteration (G and D, batch from `train`), in MB, over
     what was already allocated (MNIST or other trials' tensors are not this one's)."""
     torch.cuda.empty_cache()
@@ -456,16 +515,20 @@ def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: to
     resident = torch.cuda.memory_allocated(device)
     real = torch.rand(train.batch_size * 4, 1, 28, 28, device=device) * 2 - 1
     one = dataclasses.replace(train, iterations=1, log_every=1)
-    train_cohort([spec], [0], one, real, cuda_graph=False)
+    if teacher is None and get_recipe(train.recipe).has_teacher:
+        one = dataclasses.replace(one, teacher_weight=0.0)  # no teacher at hand: the student's own peak
+    elif teacher is not None:
+        one = dataclasses.replace(one, teacher_from=0.0)  # the teacher's forward and backward included
+    train_cohort([spec], [0], one, real, cuda_graph=False, teacher=teacher)
     return (torch.cuda.max_memory_allocated(device) - resident) / 2**20
 
 
-def auto_cohort(device: torch.device, train: TrainConfig) -> int:
+def auto_cohort(device: torch.device, train: TrainConfig, teacher: nn.Module | None = None) -> int:
     """`search.cohort: auto`: 1 on a CPU; on CUDA as many trials as half the free memory holds
     at `CUDA_MEMORY_HEADROOM` times paper case 1's peak (a cohort that still runs out of
     memory is split by the search), at most `CUDA_COHORT_MAX`."""
     if device.type != "cuda":
         return CPU_COHORT
     free, _ = torch.cuda.mem_get_info(device)
-    per_trial_mb = peak_train_memory_mb(DiscriminatorSpec(), train, device) * CUDA_MEMORY_HEADROOM
+    per_trial_mb = peak_train_memory_mb(DiscriminatorSpec(), train, device, teacher=teacher) * CUDA_MEMORY_HEADROOM
     return max(1, min(CUDA_COHORT_MAX, int(free / 2**20 / 2 // per_trial_mb)))

@@ -75,3 +75,32 @@ def cli_env(mnist_dir: Path, classifier_cache: Path, mnist_classifier) -> dict:
     """Environment for gas-nas subprocesses: the real MNIST, the session's trained classifier, and
     one torch thread each (tiny batches on two shared cores only lose from OpenMP's barriers)."""
     return {**os.environ, "GAS_NAS_DATA": str(mnist_dir), "GAS_NAS_CACHE": str(classifier_cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+TEACHER_SPEC = {"base_filters": 8, "depth": 2}  # small, with batch norm: cheap, and eval mode matters
+
+
+def write_teacher(path: Path, seed: int = 0, spec: dict | None = None) -> Path:
+    """A `discriminator.pt` as `gas-nas train` writes it, with non-trivial batch-norm running
+    statistics (so eval mode differs from each batch's statistics)."""
+    import torch
+
+    from gas_nas.models import build_discriminator
+    from gas_nas.spec import DiscriminatorSpec, TrainConfig
+
+    spec_obj = DiscriminatorSpec(**(spec or TEACHER_SPEC))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        D = build_discriminator(spec_obj).float()
+        for m in D.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in D.state_dict().items()}
+    torch.save({"state_dict": state, "spec": spec_obj.to_dict(), "train": TrainConfig().to_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_teacher(tmp_path_factory.mktemp("teacher") / "discriminator.pt")

@@ -122,3 +122,27 @@ def test_bf16_channels_last_cohort_of_the_six_cases_finishes_with_finite_metrics
         m = outcome.metrics
         assert m.status == "complete", (case.name, m.reason)
         assert _finite(m), (case.name, m.to_dict())
+
+
+def test_the_teacher_stage_switch_keeps_the_cuda_graph(cuda_data, capsys, tmp_path):
+    """Recipe dgl on CUDA: the teacher joins after capture (a device scalar filled in place), the
+    graph is neither broken nor re-captured, the losses match eager training, the teacher never changes."""
+    from conftest import write_teacher
+
+    from gas_nas.spec import TrainConfig
+    from gas_nas.teacher import load_teacher
+
+    real = cuda_data[0]
+    teacher = load_teacher(write_teacher(tmp_path / "teacher.pt"), CUDA)
+    before = {k: v.clone() for k, v in teacher.module.state_dict().items()}
+    train = TrainConfig.from_dict({"recipe": "dgl", "iterations": GRAPH_ITERATIONS, "log_every": 1, "teacher_weight": 0.5})
+    losses = {}
+    for graph in (True, False):
+        _, hists = train_cohort([c.spec for c in SPACE.cases[3:6]], [0, 1, 2], train, real, cuda_graph=graph, teacher=teacher.module)
+        losses[graph] = torch.tensor([[h.d_losses, h.g_losses, h.teacher_losses] for h in hists], dtype=torch.float64)
+    assert CAPTURE_FAILED not in capsys.readouterr().err
+    start = train.teacher_start  # 6: after the capture at iteration 4
+    assert (losses[True][:, 2, :start] == 0).all() and (losses[True][:, 2, start:] > 0).all()
+    torch.testing.assert_close(losses[True], losses[False], rtol=GRAPH_RTOL, atol=GRAPH_ATOL)
+    for key, value in teacher.module.state_dict().items():
+        assert torch.equal(value, before[key]), key

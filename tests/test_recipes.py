@@ -23,6 +23,8 @@ EXPECTED = {
     "dcgan": {"optimizer": torch.optim.Adam, "lr": 2e-4, "betas": (0.5, 0.999), "d_steps": 1, "g_steps": 1, "truncated": False},
     # OSGAN: GAS's optimiser and schedule; the D step shares its backward with the first G step
     "osgan": {"optimizer": torch.optim.RMSprop, "lr": 1e-3, "betas": None, "d_steps": 1, "g_steps": 4, "truncated": True},
+    # DGL-GAN: GAS's settings; the frozen teacher has no optimiser (tests/test_teacher.py)
+    "dgl": {"optimizer": torch.optim.RMSprop, "lr": 1e-3, "betas": None, "d_steps": 1, "g_steps": 4, "truncated": True},
 }
 SPEC = DiscriminatorSpec(base_filters=8)  # batch norm, so the init of norm scales shows
 ITERATIONS = 2
@@ -80,9 +82,12 @@ def test_every_registered_recipe_has_its_expectations_written_here():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_a_trial_really_trains_with_its_recipes_optimiser_schedule_and_init(name, built, real):
+def test_a_trial_really_trains_with_its_recipes_optimiser_schedule_and_init(name, built, real, teacher_file):
+    from gas_nas.teacher import load_teacher
+
     train = TrainConfig.from_dict({"recipe": name, **BUDGET})
-    _, _, hist = train_gan(SPEC, train, real, seed=0)
+    teacher = load_teacher(teacher_file).module if recipes.get_recipe(name).has_teacher else None
+    _, _, hist = train_gan(SPEC, train, real, seed=0, teacher=teacher)
     assert hist["status"] == "complete"
     check_trained_as(built, EXPECTED[name])
 
@@ -132,7 +137,7 @@ def test_precedence_is_flags_then_arch_file_then_space_key_by_key():
 
 
 def test_unknown_recipe_is_one_line_naming_the_recipes():
-    with pytest.raises(SpaceError, match=r"^a.yaml: train.recipe: unknown recipe 'wgan'; allowed: dcgan, gas, osgan$"):
+    with pytest.raises(SpaceError, match=r"^a.yaml: train.recipe: unknown recipe 'wgan'; allowed: dcgan, dgl, gas, osgan$"):
         TrainConfig.from_dict({"recipe": "wgan"}, "a.yaml: train")
 
 
