@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from gas_nas.memory import MB, estimate
 from gas_nas.metrics import param_count, param_mb
 from gas_nas.models import build_discriminator
 from gas_nas.space import SearchSpace
@@ -18,7 +19,12 @@ def slug(name: str) -> str:
 
 
 def case_rows(space: SearchSpace) -> list[dict]:
-    """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists."""
+    """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists.
+
+    `estimate_mb` is the predicted peak of a whole trial (`gas_nas.memory`, the space's budget,
+    on the device a default run would use), the figure a run is refused by.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for case in space.cases:
         model = build_discriminator(case.spec)
@@ -27,6 +33,7 @@ def case_rows(space: SearchSpace) -> list[dict]:
             "slug": slug(case.name),
             "params": param_count(model),
             "param_mb": round(param_mb(model), 6),
+            "estimate_mb": round(estimate([case.spec], space.train, space.quality, device).peak / MB, 1),
             "paper_mb": case.paper_mb,
             "note": case.note,
             "arch": case.spec.to_dict(),

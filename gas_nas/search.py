@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gas_nas.dashboard import after_trial, set_constraints
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.interrupt import Interrupted
+from gas_nas.memory import Available, check
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
@@ -41,6 +42,7 @@ class SearchOptions:
     seed: int = 0
     artifacts: str = DEFAULT_ARTIFACTS
     cohort: int = 1
+    memory: Available | None = None  # what a cohort may use (gas_nas.memory); None: not checked
     cuda_graph: bool = True
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
@@ -224,10 +226,18 @@ def _run_cohort(study, space, opts, resources, store, trials, until) -> None:
 
 
 def _train(space, opts, resources, specs, seeds) -> list:
-    """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed); a cohort that runs
-    out of CUDA memory is split in halves and retried (a lone trial that still does not fit fails)."""
+    """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed). A cohort whose
+    predicted peak exceeds `opts.memory` is split in halves before it is built, and a lone trial
+    that still does not fit fails with the estimate (`gas_nas.memory`); a cohort that runs out
+    of CUDA memory all the same is split and retried."""
     from gas_nas.train import run_cohort
 
+    too_big = opts.memory and check(specs, space.train, space.quality, resources.real.device, opts.memory)
+    if too_big:
+        if len(specs) == 1:
+            return [too_big]
+        half = len(specs) // 2
+        return _train(space, opts, resources, specs[:half], seeds[:half]) + _train(space, opts, resources, specs[half:], seeds[half:])
     try:
         return run_cohort(
             specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,
