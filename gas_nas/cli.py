@@ -321,7 +321,7 @@ class Search(Command):
         device = torch.device(plan[0].device)
         _check_data(args)
         setting = args.cohort or space.search.cohort
-        cohort = auto_cohort(device, space.train) if setting == "auto" else setting
+        cohort = auto_cohort(device, space.train, plan[0].memory_share) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
         res = load_resources(device, args.data_dir)

@@ -98,7 +98,8 @@ def thread_cap() -> int | None:
 
 def divide(jobs: int, device) -> list[Worker]:
     """The plan for this machine (`plan_workers`), and this process takes worker 0's threads.
-    One job keeps the machine as it is: the device as named, torch's own thread count."""
+    One job keeps the machine as it is: the device as named, torch's own thread count, and the
+    memory share its parent gave it (a worker of another `--jobs`), else all."""
     import dataclasses
 
     import torch
@@ -106,7 +107,9 @@ def divide(jobs: int, device) -> list[Worker]:
     plan = plan_workers(jobs, str(device), cpu_cores(), torch.cuda.device_count() if device.type == "cuda" else 0,
                         os.environ.get("CUDA_VISIBLE_DEVICES"), thread_cap())
     if jobs == 1:
-        return [dataclasses.replace(plan[0], device=str(device), label=str(device), threads=torch.get_num_threads())]
+        given = os.environ.get(MEMORY_SHARE_VAR, "").strip()
+        share = int(given) if given.isdigit() and int(given) > 0 else 1
+        return [dataclasses.replace(plan[0], device=str(device), label=str(device), threads=torch.get_num_threads(), memory_share=share)]
     torch.set_num_threads(plan[0].threads)
     return plan
 

@@ -143,6 +143,20 @@ def test_worker_lines_say_what_each_got():
     assert _plan(2, "cpu", 2)[1].describe() == "worker 2: cpu, 1 CPU thread, 1/2 of its memory"
 
 
+def test_a_started_worker_keeps_the_memory_share_its_parent_gave_it(monkeypatch):
+    import torch
+
+    from gas_nas.workers import divide
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("GAS_NAS_MEMORY_SHARE", "3")
+    (me,) = divide(1, torch.device("cpu"))
+    assert (me.device, me.memory_share, me.threads) == ("cpu", 3, threads)
+    monkeypatch.delenv("GAS_NAS_MEMORY_SHARE")
+    assert divide(1, torch.device("cpu"))[0].memory_share == 1
+    assert torch.get_num_threads() == threads  # one job leaves torch's threads alone
+
+
 @pytest.mark.parametrize("text", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
 def test_device_names_parse(text):
     from gas_nas.workers import parse_device
