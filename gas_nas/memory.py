@@ -127,16 +127,16 @@ def estimate(
     buffers = k * (train.d_steps + train.g_steps) * batch * train.z_dim * 4 + 2 * k * batch * IMAGE_BYTES  # noise, real and fake batches
     state = (k * g_params + sum(d_params)) * per_param + buffers
     training = (k * g_saved + 2 * sum(d_saved)) * TRAINING_FACTOR.get(kind, 1)  # G and D twice: any step of any recipe keeps at most this
-    after = k * g_params * 4 + 2 * quality.n_samples * IMAGE_BYTES  # each trial's G copy; generated and real samples
-    generation = int(generation * TRANSIENT_FACTOR.get(kind, 1.0))
-    if quality.duality_gap_steps:  # one trial at a time: frozen D and G, trained D' and G' with gradients and state
+    kept = k * g_params * 4 + 2 * quality.n_samples * IMAGE_BYTES  # after training: each trial's G copy; generated and real samples
+    one_at_a_time = [int(generation * TRANSIENT_FACTOR.get(kind, 1.0))]  # then each trial in turn: sampling, ...
+    if quality.duality_gap_steps:  # ... the gap's frozen D and G and trained D' and G' with gradients and state, ...
         pool = max(0, HELD_OUT_IMAGES - 16 * batch) * IMAGE_BYTES
-        gap = max((g_params + d) * (per_param + 4) + g_saved + 2 * s + pool for d, s in zip(d_params, d_saved))
-        generation = max(generation, gap)
-    if kind == "cuda":  # peak_mb: one eager iteration of each spec alone, beside the cohort
-        generation = max(generation, max((g_params + d) * per_param + g_saved + 2 * s for d, s in zip(d_params, d_saved)))
+        one_at_a_time += [(g_params + d) * (per_param + 4) + g_saved + 2 * s + pool for d, s in zip(d_params, d_saved)]
+    if kind == "cuda":  # ... and peak_mb's eager iteration of the spec alone
+        one_at_a_time += [(g_params + d) * per_param + g_saved + 2 * s for d, s in zip(d_params, d_saved)]
     data = 0 if data_loaded else MNIST_IMAGES * IMAGE_BYTES
-    return MemoryEstimate(trials=k, state=state, training=training, after=after + generation, runtime=RUNTIME_BYTES.get(kind, 0), data=data, partial=not activations)
+    return MemoryEstimate(trials=k, state=state, training=training, after=kept + max(one_at_a_time), runtime=RUNTIME_BYTES.get(kind, 0),
+                          data=data, partial=not activations)
 
 
 def _param_count(module: nn.Module) -> int:
