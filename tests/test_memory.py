@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -85,6 +86,23 @@ def test_available_takes_the_least_limit_and_divides_it_among_workers(monkeypatc
     monkeypatch.setenv("GAS_NAS_MEMORY_SHARE", "4")  # what --jobs 4 gives its workers
     assert available("cpu").bytes == 1000 * MB // 4
     assert available("cpu", share=2).bytes == 500 * MB
+
+
+def test_an_address_space_limit_is_what_a_process_may_use():
+    """`ulimit -v`: what is left of it under the process's current size, when that is the least."""
+    child = (
+        "import re, resource\n"
+        "from gas_nas.memory import MB, available\n"
+        "size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * MB, resource.RLIM_INFINITY))\n"
+        "have = available('cpu', share=1)\n"
+        "print(have.source, round(have.bytes / MB))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GAS_NAS_MEMORY_MB", "GAS_NAS_MEMORY_SHARE")}
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    source, mb = run.stdout.strip().rsplit(" ", 1)
+    assert source == "address-space limit (ulimit -v)" and 250 <= int(mb) <= 300, run.stdout
 
 
 def test_a_cohort_is_checked_as_a_whole():
