@@ -44,7 +44,8 @@ class Worker:
     def describe(self) -> str:
         who = "this process" if self.index == 0 else f"worker {self.index + 1}"
         threads = f"{self.threads} CPU thread{'s' if self.threads > 1 else ''}"
-        return f"{who}: {self.label}, {threads}, 1/{self.memory_share} of its memory" if self.memory_share > 1 else f"{who}: {self.label}, {threads}"
+        pool = "the RAM" if self.label == "cpu" else f"{self.label}'s memory"
+        return f"{who}: {self.label}, {threads}" + (f", 1/{self.memory_share} of {pool}" if self.memory_share > 1 else "")
 
 
 def plan_workers(jobs: int, device: str, cores: int, cuda_devices: int = 0, visible: str | None = None, thread_cap: int | None = None) -> list[Worker]:

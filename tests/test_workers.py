@@ -140,7 +140,7 @@ def test_cuda_devices_map_through_this_process_visible_list_and_cuda_n_pins_all(
 def test_worker_lines_say_what_each_got():
     lines = [w.describe() for w in _plan(2, "cuda", 4, gpus=2)]
     assert lines == ["this process: cuda:0, 2 CPU threads", "worker 2: cuda:1, 2 CPU threads"]
-    assert _plan(2, "cpu", 2)[1].describe() == "worker 2: cpu, 1 CPU thread, 1/2 of its memory"
+    assert _plan(2, "cpu", 2)[1].describe() == "worker 2: cpu, 1 CPU thread, 1/2 of the RAM"
 
 
 def test_a_started_worker_keeps_the_memory_share_its_parent_gave_it(monkeypatch):
@@ -320,7 +320,7 @@ def test_jobs_runs_workers_on_a_journal_storage(tmp_path, cli_env):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     # what each worker got, printed before training (OMP_NUM_THREADS=1 in cli_env caps each share)
-    assert "2 workers:\n  this process: cpu, 1 CPU thread, 1/2 of its memory\n  worker 2: cpu, 1 CPU thread, 1/2 of its memory" in run.stdout, run.stdout[:2000]
+    assert "2 workers:\n  this process: cpu, 1 CPU thread, 1/2 of the RAM\n  worker 2: cpu, 1 CPU thread, 1/2 of the RAM" in run.stdout, run.stdout[:2000]
 
     trials = _trials(f"journal:{journal}", "jobs")
     finished = [t for t in trials if t.state.is_finished()]
