@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import hashlib
-import json
 import math
 import os
 import platform
@@ -71,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--artifacts", help="Optuna artifact folder (default: studies/artifacts; --tiny: OUT/artifacts)")
     p.add_argument("--space", help="search-space YAML (default: search_spaces/gas.yaml)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's, every core); 1 leaves the other cores free")
-    p.add_argument("--max-runs", type=positive_int, help="train at most this many missing runs, then write the page and stop (resume later)")
+    p.add_argument("--max-runs", type=non_negative_int, help="train at most this many missing runs, then write the page and stop (resume later); 0 rewrites the page from the stored runs")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
     args.command = " ".join(sys.argv[1:] if argv is None else argv)
@@ -169,204 +167,21 @@ def reproduction_cases(space) -> list[tuple[str, float | None, object]]:
     return rows
 
 
-def cpu_model() -> str:
-    """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_key(device) -> dict:
-    """What about this machine changes a run's numbers: torch, the device kind and the CPU."""
-    import torch
-
-    kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"torch": torch.__version__, "device": kind, "cpu": cpu_model()}
-
-
-def classifier_fingerprint(classifier) -> str:
-    """sha256 of the quality classifier's weights: another classifier gives other FIDs."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(classifier.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def run_key(name: str, spec, seed: int, space, machine: dict) -> dict:
-    """Everything that changes a run's numbers. The guard's thresholds are not in it: they
-    judge the numbers on the page and can change without retraining."""
-    q = space.quality
-    return {
-        "case": name,
-        "spec": spec.to_dict(),
-        "seed": seed,
-        "train": space.train.to_dict(),
-        "quality": {"n_samples": q.n_samples, "duality_gap_steps": q.duality_gap_steps},
-        **machine,
-    }
-
-
-def key_hash(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@dataclass
-class Run:
-    """One (case, seed) run: where it is stored and, once trained, what it measured."""
-
-    name: str
-    spec: object
-    seed: int
-    key: dict
-    stem: str  # file name without suffix, under ASSETS/RUNS
-
-    @property
-    def json_name(self) -> str:
-        return f"{self.stem}.json"
-
-    @property
-    def grid_name(self) -> str:
-        return f"{self.stem}.png"
-
-
-def plan_runs(space, seeds: int, machine: dict, classifier: str) -> list[Run]:
+def plan_runs(space, seeds: int, machine: dict, classifier: str) -> list:
     """Every (case, seed) run in training order: seed 0 of every paper case first, so a
     stopped run leaves whole seeds behind; the leaky-ReLU variant last."""
     from gas_nas.cases import slug
+    from gas_nas.evidence import plan_run
 
     cases = reproduction_cases(space)
     order = [(name, spec, seed) for seed in range(seeds) for name, _, spec in cases if name != LEAKY]
     order += [(name, spec, seed) for name, _, spec in cases if name == LEAKY for seed in range(seeds)]
-    runs = []
-    for name, spec, seed in order:
-        key = run_key(name, spec, seed, space, machine) | {"classifier": classifier}
-        runs.append(Run(name, spec, seed, key, f"{slug(name)}-seed{seed}-{key_hash(key)}"))
-    return runs
+    return [plan_run(name, slug(name), spec, seed, space.train, space.quality, machine, classifier) for name, spec, seed in order]
 
 
-def load_run(runs_dir: Path, run: Run) -> dict | None:
-    """The stored record of `run`, or None when it has not finished (or was stored under another key)."""
-    for path in sorted(runs_dir.glob(f"{run.stem.rsplit('-', 1)[0]}-*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if key_matches(record.get("key"), run.key) and path.with_suffix(".png").is_file():
-            return record | {"grid": path.with_suffix(".png").name}
-    return None
-
-
-def key_matches(stored, current: dict) -> bool:
-    """Equal keys, except that an option added to the spec or train config after a run was
-    stored may appear in `current` at its default (a new option's default keeps the old
-    behaviour, which its own tests check), so adding an option does not retrain every run."""
-    from gas_nas.spec import DiscriminatorSpec, TrainConfig
-
-    if not isinstance(stored, dict) or set(stored) != set(current):
-        return False
-    defaults = {"spec": DiscriminatorSpec().to_dict(), "train": TrainConfig().to_dict()}
-    for name, value in current.items():
-        if name in defaults and isinstance(value, dict) and isinstance(stored[name], dict):
-            added = set(value) - set(stored[name])
-            if any(value[k] != defaults[name].get(k, object()) for k in added):
-                return False
-            value = {k: v for k, v in value.items() if k not in added}
-        if stored[name] != value:
-            return False
-    return True
-
-
-def store_run(runs_dir: Path, run: Run, outcome, threads: int) -> dict:
-    """Write a finished run atomically (grid first, then the JSON that marks it done)."""
-    from gas_nas.report import save_grid
-
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    tmp_grid = runs_dir / f".{run.grid_name}.tmp.png"
-    save_grid(outcome.grid, tmp_grid)
-    os.replace(tmp_grid, runs_dir / run.grid_name)
-    record = {
-        "key": run.key,
-        "metrics": outcome.metrics.to_dict(),
-        "threads": threads,
-        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-    tmp = runs_dir / f".{run.json_name}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, runs_dir / run.json_name)
-    return record
-
-
-def estimate_seconds(runs: list[Run], space, res) -> float:
-    """About how long `runs` take: a few timed iterations per distinct spec (as `gas-nas search`
-    does on a CPU), scaled to the budget plus the duality gap's best-response steps."""
-    from gas_nas.train import gap_steps, seconds_per_trial
-
-    per_spec: dict[str, float] = {}
-    total = 0.0
-    scale = 1 + gap_steps(space.quality, space.train) / space.train.iterations
-    for run in runs:
-        token = json.dumps(run.spec.to_dict(), sort_keys=True)
-        if token not in per_spec:
-            per_spec[token] = seconds_per_trial(run.spec, space.train, res.real) * scale
-        total += per_spec[token]
-    return total
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def train_missing(runs: list[Run], space, res, runs_dir: Path, args, log, on_stored) -> int:
-    """Train the runs not stored yet (at most `--max-runs`), in cohorts of `auto_cohort`; store
-    each as its cohort finishes and call `on_stored()`. Returns how many were trained."""
-    import torch
-
-    from gas_nas.train import auto_cohort, run_cohort
-
-    missing = [r for r in runs if load_run(runs_dir, r) is None]
-    if args.max_runs is not None:
-        missing = missing[: args.max_runs]
-    log(f"{len(runs) - len([r for r in runs if load_run(runs_dir, r) is None])} of {len(runs)} runs stored in {runs_dir}; "
-        f"training {len(missing)} now")
-    if not missing:
-        return 0
-    estimate = estimate_seconds(missing, space, res)
-    log(f"about {_minutes(estimate)} for {len(missing)} runs on {res.real.device} with {torch.get_num_threads()} thread(s) "
-        f"(timed from a few iterations; Ctrl-C loses at most the run in progress)")
-    size = auto_cohort(res.real.device, space.train)
-    done_s = 0.0
-    for first in range(0, len(missing), size):
-        chunk = missing[first : first + size]
-        start = time.perf_counter()
-        label = ", ".join(f"{r.name} seed {r.seed}" for r in chunk)
-        step = max(1, space.train.iterations // 10)
-
-        def progress(it: int, total: int, label=label, start=start) -> None:
-            if it % step and it != total:
-                return
-            spent = time.perf_counter() - start
-            log(f"  [{first + len(chunk)}/{len(missing)}] {label}: {it}/{total} iterations, {spent / 60:.1f} min")
-
-        outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], space.train, space.quality,
-                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress)
-        for run, out in zip(chunk, outs):
-            store_run(runs_dir, run, out, torch.get_num_threads())
-            m = out.metrics
-            log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
-        done_s += time.perf_counter() - start
-        left = estimate * (len(missing) - first - len(chunk)) / len(missing) if first + len(chunk) < len(missing) else 0.0
-        log(f"  {first + len(chunk)}/{len(missing)} runs done in {_minutes(done_s)}; about {_minutes(left)} left")
-        on_stored()
-    return len(missing)
-
-
-def case_results(runs: list[Run], runs_dir: Path, space) -> list[CaseResult]:
+def case_results(runs: list, runs_dir: Path, space) -> list[CaseResult]:
     """Each case with the runs stored so far (a case may have fewer seeds than asked, or none)."""
+    from gas_nas.evidence import load_run
     from gas_nas.train import TrialMetrics
 
     results = []
@@ -587,11 +402,11 @@ def run_table(results: list[CaseResult], quality) -> list[str]:
     return lines
 
 
-def environment(device, threads: int) -> dict[str, str]:
+def environment(device, cpu: str) -> dict[str, str]:
     import optuna
     import torch
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {threads} torch thread(s)"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return {
         "device": name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -708,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas.errors import GasNasError
+    from gas_nas.evidence import classifier_fingerprint, cpu_model, load_run, machine_key, train_missing
     from gas_nas.search import load_resources
 
     if args.threads:
@@ -728,13 +544,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{space.quality.n_samples} samples; {torch.get_num_threads()} thread(s)")
         res = load_resources(device, args.data_dir)
         runs = plan_runs(space, args.seeds, machine_key(device), classifier_fingerprint(res.classifier))
-        env = environment(device, torch.get_num_threads())
+        env = environment(device, f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)")
 
         def write(search: dict | None = None) -> None:
             write_page(page, args=args, space=space, env=env, results=case_results(runs, runs_dir, space), search=search,
                        seconds=time.perf_counter() - start, cuda=device.type == "cuda")
 
-        train_missing(runs, space, res, runs_dir, args, log, on_stored=write)
+        train_missing(runs, space.quality, res, runs_dir, max_runs=args.max_runs, log=log, on_stored=write)
         search = None
         if args.trials and all(load_run(runs_dir, r) is not None for r in runs):
             study = run_reproduction_search(space, args, device, res, log)

@@ -102,10 +102,11 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"random seed, 0..{MAX_SEED} (default: 0)")
 
 
-def _add_study(parser: argparse.ArgumentParser) -> None:
+def _add_study(parser: argparse.ArgumentParser, artifacts: str = argparse.SUPPRESS) -> None:
+    """--storage, --study and --artifacts (its help given by the commands that use it; others accept it silently)."""
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: $GAS_NAS_STORAGE, else sqlite:///studies/gas.db)")
     parser.add_argument("--study", type=study_name, metavar="NAME", help="study name (default: the space's name)")
-    parser.add_argument("--artifacts", metavar="DIR", default=None, help="artifact directory (default: studies/artifacts)")
+    parser.add_argument("--artifacts", metavar="DIR", default=None, help=artifacts)
 
 
 def _storage(args: argparse.Namespace) -> str:
@@ -266,7 +267,8 @@ class Train(Command):
                 value = getattr(m, key)
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
             reasons = m.violations(space.quality)
-            table.add_row("quality guard", "pass" if not reasons else "fail: " + "; ".join(reasons))
+            for i, reason in enumerate(reasons or ["pass"]):  # a row per reason: a long joined line would wrap right-aligned
+                table.add_row("quality guard" if i == 0 else "", reason if not reasons else f"fail: {reason}")
             console.print(table)
             console.print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
         return 0 if m.status == "complete" else 1
@@ -289,7 +291,7 @@ class Search(Command):
         count.add_argument("--until", type=int_in(1, MAX_TRIALS), metavar="N", help="shared studies: stop when the study has N complete trials")
         parser.add_argument("--jobs", type=int_in(1, MAX_JOBS), default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
         _add_space(parser)
-        _add_study(parser)
+        _add_study(parser, "folder for each trial's sample grid and loss curves, recorded in the study for the dashboard (default: studies/artifacts)")
         _add_training(parser)
         parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
         parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")
@@ -302,7 +304,7 @@ class Search(Command):
         from gas_nas.interrupt import Interrupted, StopRequest
         from gas_nas.memory import available
         from gas_nas.progress import SearchProgress, study_status
-        from gas_nas.search import SearchOptions, load_resources, open_study, run_search
+        from gas_nas.search import SearchOptions, load_resources, open_study, record_artifacts, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort
@@ -324,6 +326,7 @@ class Search(Command):
         cohort = auto_cohort(device, space.train, plan[0].memory_share) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler)
+        record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
         res = load_resources(device, args.data_dir)
         memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
@@ -417,7 +420,11 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
     else:
         console.print(table)
     if not best:
-        print(no_feasible_line(study), flush=True)
+        line = no_feasible_line(study)
+        if console.is_terminal:  # wrapped at words (a terminal would cut it anywhere, a space starting its next line)
+            console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
 
 
 class Show(Command):
@@ -489,12 +496,13 @@ class Export(Command):
 
 
 class Dashboard(Command):
-    """Open optuna-dashboard on a study's storage, with the trial artifacts (sample grids) attached."""
+    """Open optuna-dashboard on a study's storage, with the trial artifacts (sample grids, loss
+    curves) from the folder the study's search recorded, unless --artifacts names another."""
 
     name = "dashboard"
 
     def add_arguments(self, parser):
-        _add_study(parser)
+        _add_study(parser, "the trials' sample grids and loss curves (default: the folder the study's search recorded, else studies/artifacts)")
         parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
         parser.add_argument("--port", type=int_in(1, 65535), default=8080, help="port, 1..65535 (default: 8080)")
 
@@ -502,13 +510,16 @@ class Dashboard(Command):
         from optuna.artifacts import FileSystemArtifactStore
 
         from gas_nas.dashboard import serve
-        from gas_nas.search import load_existing
-        from gas_nas.storage import DEFAULT_ARTIFACTS
+        from gas_nas.search import artifacts_problem, find_artifacts, load_existing
 
-        study = load_existing(_storage(args), args.study)
+        storage = _storage(args)
+        study = load_existing(storage, args.study)
         loopback = _check_listen(args.host, args.port)
-        artifacts = Path(args.artifacts or DEFAULT_ARTIFACTS)  # read-only: not created when missing
+        artifacts, source = find_artifacts(study, storage, args.artifacts)  # read-only: never created
         store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+        problem = artifacts_problem(study, artifacts, source)
+        if problem:
+            print(f"gas-nas: warning: {one_line(problem)}", file=sys.stderr)
         if not loopback:
             print(f"gas-nas: warning: --host {args.host} is not loopback: anyone who can reach port {args.port} can read and change study {study.study_name!r}", file=sys.stderr)
         console.print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")

@@ -83,7 +83,7 @@ def trial_note(trial: FrozenTrial) -> str:
     r = TrialRecord.of(trial)
     m = r.metrics
     get = (lambda key: getattr(m, key)) if m else (lambda key: None)
-    lines = [f"### Trial {trial.number}" + (f": paper case {r.case}" if r.case else "")]
+    lines = [f"### Trial {trial.number}" + (f": {case_words(r.case)}" if r.case else "")]
     if trial.state == TrialState.COMPLETE:
         lines.append("**Feasible**: passes the quality guard." if r.feasible else f"**Infeasible**: {r.infeasible_reason or 'fails the quality guard'}.")
     else:
@@ -101,6 +101,12 @@ def trial_note(trial: FrozenTrial) -> str:
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
     return "\n".join(lines) + "\n"
+
+
+def case_words(case: str) -> str:
+    """A paper case's name as a heading reads it: "1 original" -> "paper case 1 (original)"."""
+    number, _, name = case.partition(" ")
+    return f"paper case {number} ({name})" if number.isdigit() and name else f"paper case {case}"
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -127,40 +133,153 @@ def _join(value: str, rest: str) -> str:
 # ---------------------------------------------------------------- the study plot
 
 
+AXIS_WORDS = {  # the study's metric names stay as they are (resume and `show --json` rely on them); plots say them in words
+    "d_size_mb": "discriminator size (MB)",
+    "imbalance": "D/G loss imbalance",
+    "duality_gap": "duality gap",
+    "fid": "Fréchet distance",
+}
+SAME_SPOT = 0.02  # trials closer than this (in decades on both log axes) share one marker spot
+
+
 def study_figure(study: optuna.Study):
     """Size against imbalance: feasible trials in colour, infeasible and failed ones grey, the
-    paper cases labelled, the feasible Pareto front (Optuna's `best_trials`) as a line."""
+    paper cases labelled inside the plot, the feasible Pareto front (Optuna's `best_trials`) as
+    a line. Trials on the same spot are counted ("x2") and listed together on hover; with no
+    feasible trial the title and a note in the plot say so and name the closest trial."""
     import plotly.graph_objects as go
 
-    names = study.metric_names or ["size", "imbalance"]
+    names = study.metric_names or ["d_size_mb", "imbalance"]
+    words = [AXIS_WORDS.get(n, n) for n in names[:2]]
     points = [(t, *_xy(t)) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))]
-    points = [(t, x, y) for t, x, y in points if x is not None]
+    points = [(t, x, y) for t, x, y in points if x is not None and x > 0 and y > 0]
+    spots = _spots(points)
     groups = {
         "feasible": [p for p in points if p[0].state == TrialState.COMPLETE and is_feasible(p[0])],
         "infeasible": [p for p in points if p[0].state == TrialState.COMPLETE and not is_feasible(p[0])],
         "failed": [p for p in points if p[0].state == TrialState.FAIL],
     }
-    style = {"feasible": dict(color="#1f77b4", size=9), "infeasible": dict(color=GREY, size=9), "failed": dict(color=GREY, size=9, symbol="x")}
+    legend = {"feasible": "feasible", "infeasible": "infeasible: fails the quality guard", "failed": "failed: training diverged or stopped"}
+    outline = dict(color="white", width=1)
+    style = {"feasible": dict(color="#1f77b4", size=10, line=outline, opacity=0.85), "infeasible": dict(color=GREY, size=10, line=outline, opacity=0.85),
+             "failed": dict(color=GREY, size=9, symbol="x")}
     fig = go.Figure()
     for label, group in groups.items():
-        fig.add_trace(go.Scatter(x=[p[1] for p in group], y=[p[2] for p in group], mode="markers", name=label, marker=style[label],
-                                 text=[_hover(p[0]) for p in group], hoverinfo="text"))
+        fig.add_trace(go.Scatter(x=[p[1] for p in group], y=[p[2] for p in group], mode="markers", name=legend[label], legendgroup=label,
+                                 marker=style[label], text=[spots[p[0].number][1] for p in group], hoverinfo="text",
+                                 showlegend=bool(group) or label == "feasible"))
     front = sorted(study.best_trials, key=lambda t: t.values[0])
-    fig.add_trace(go.Scatter(x=[t.values[0] for t in front], y=[t.values[1] for t in front], name="feasible front",
+    fig.add_trace(go.Scatter(x=[t.values[0] for t in front], y=[t.values[1] for t in front], name="feasible Pareto front (Best Trials)",
                              mode="lines+markers" if len(study.directions) == 2 else "markers", line=dict(color="#d62728"),
-                             marker=dict(color="#d62728", size=11, symbol="circle-open"), hoverinfo="skip"))
+                             marker=dict(color="#d62728", size=14, symbol="circle-open"), hoverinfo="skip"))
+    empty = no_feasible_text(study)
+    xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points], top=0.45 if empty else 0.12)  # room for the red note
     cases = [(p, TrialRecord.of(p[0]).case) for p in points if TrialRecord.of(p[0]).case]
     fig.add_trace(go.Scatter(x=[p[1] for p, _ in cases], y=[p[2] for p, _ in cases], mode="markers+text", name="paper cases",
-                             text=[case for _, case in cases], textposition="top center",
-                             marker=dict(symbol="diamond-open", size=14, color="#333333"), hoverinfo="skip"))
+                             text=[case for _, case in cases], textposition=[_label_side(p[1], p[2], xr, yr) for p, _ in cases],
+                             textfont=dict(size=11, color="#333333"), cliponaxis=False,
+                             marker=dict(symbol="diamond-open", size=18, color="#333333", line=dict(width=1.5)), hoverinfo="skip"))
+    shared = [(x, y, n) for x, y, n in {(v[0], v[2], v[3]) for v in spots.values()} if n > 1]
+    fig.add_trace(go.Scatter(x=[x for x, _, _ in shared], y=[y for _, y, _ in shared], mode="markers+text", text=[f"×{n}" for _, _, n in shared],
+                             textposition="bottom right", textfont=dict(size=12, color="#000000"), name="×N: trials on one spot (hover lists them)",
+                             marker=dict(size=24, color="rgba(0,0,0,0)"),  # invisible, as wide as a case's diamond: the count sits outside it
+                             hoverinfo="skip", showlegend=bool(shared), cliponaxis=False, legendgroup="shared"))
     feasible = len(groups["feasible"])
     complete = feasible + len(groups["infeasible"])
+    verdict = f"{feasible} of {complete} complete trials feasible, {len(front)} on the feasible front"
+    if empty:
+        verdict = f"{complete} complete trials, none feasible yet"
+        fig.add_annotation(text=_wrap(empty, 70), xref="paper", yref="paper", x=0.5, y=0.98, showarrow=False, align="left",
+                           font=dict(size=12, color="#b22222"), bgcolor="rgba(255,255,255,0.85)", bordercolor="#b22222", borderwidth=1)
     fig.update_layout(
-        title=dict(text=f"{names[0]} vs {names[1]}: {feasible}/{complete} feasible, {len(front)} on the front", x=0.02, font=dict(size=14)),
-        xaxis=dict(title=f"{names[0]} (log)", type="log"), yaxis=dict(title=f"{names[1]} (log)", type="log"), template="none",
-        legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=50, b=60),
+        title=dict(text=f"{words[0][:1].upper() + words[0][1:]} vs {words[1]}<br><sup>{_wrap(verdict, 110)}</sup>", x=0.02, font=dict(size=14)),
+        xaxis=dict(title=dict(text=words[0]), type="log", range=xr, **_log_ticks(xr)),
+        yaxis=dict(title=dict(text=words[1]), type="log", range=yr, **_log_ticks(yr)),
+        template="none", legend=dict(orientation="h", y=-0.22, font=dict(size=11)), margin=dict(l=70, r=20, t=70, b=40),
+        hovermode="closest",
     )
     return fig
+
+
+def no_feasible_text(study: optuna.Study) -> str | None:
+    """When the feasible front is empty: say so, with the trial that came closest (fewest failed
+    checks, then lowest Fréchet distance) and its reasons. None when a trial is feasible."""
+    if study.best_trials:
+        return None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "no complete trial yet, so no feasible front"
+    best = closest_infeasible(complete)
+    r = TrialRecord.of(best)
+    case = f" [{r.case}]" if r.case else ""
+    return (f"no feasible trial yet: {len(complete)} complete, all fail the quality guard "
+            f"(closest: trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'})")
+
+
+def closest_infeasible(trials: list[FrozenTrial]) -> FrozenTrial:
+    """The infeasible trial nearest to passing: fewest failed checks, then lowest Fréchet distance."""
+
+    def closeness(t: FrozenTrial) -> tuple:
+        r = TrialRecord.of(t)
+        return (len(r.infeasible_reason.split("; ")), r.metrics.fid if r.metrics else math.inf)
+
+    return min(trials, key=closeness)
+
+
+def _spots(points: list) -> dict[int, tuple]:
+    """Per trial number: (x, hover text listing every trial on its spot, y, how many share it).
+    The spot's marker is its first trial's; others drawn there would hide under it."""
+    buckets: dict[tuple, list] = {}
+    for t, x, y in points:
+        key = (round(math.log10(x) / SAME_SPOT), round(math.log10(y) / SAME_SPOT))
+        buckets.setdefault(key, []).append((t, x, y))
+    out = {}
+    for members in buckets.values():
+        text = "<br>".join(_hover(t) for t, _, _ in members)
+        if len(members) > 1:
+            text = f"{len(members)} trials here:<br>{text}"
+        x0, y0 = members[0][1], members[0][2]
+        for t, _, _ in members:
+            out[t.number] = (x0, text, y0, len(members))
+    return out
+
+
+def _log_range(values: list[float], top: float = 0.06) -> list[float] | None:
+    """A log axis range (in decades) with room around the points, more above for labels."""
+    if not values:
+        return None
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    pad = max((hi - lo) * 0.08, 0.05)
+    return [lo - pad, hi + pad + max((hi - lo) * top, 0.05)]
+
+
+def _log_ticks(decades: list[float] | None) -> dict:
+    """Tick values 1-2-5 (1-2-3-5 over a short range) labelled in full: plotly's own log ticks
+    label 20 as "2" beside the 2 of the decade below."""
+    if not decades:
+        return {}
+    lo, hi = decades
+    steps = (1, 2, 3, 5) if hi - lo < 1.5 else (1, 2, 5) if hi - lo < 4 else (1,)
+    values = [m * 10.0**e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in steps]
+    values = [v for v in values if lo <= math.log10(v) <= hi]
+    return dict(tickvals=values, ticktext=[f"{v:.4g}" for v in values])
+
+
+def _label_side(x: float, y: float, xr: list[float] | None, yr: list[float] | None) -> str:
+    """A paper case's label position that keeps it inside the plot: away from the nearer edges."""
+    if not xr or not yr:
+        return "top center"
+    fx = (math.log10(x) - xr[0]) / (xr[1] - xr[0])
+    fy = (math.log10(y) - yr[0]) / (yr[1] - yr[0])
+    vertical = "bottom" if fy > 0.8 else "top"
+    horizontal = "right" if fx < 0.3 else "left" if fx > 0.7 else "center"
+    return f"{vertical} {horizontal}"
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width)) or text
 
 
 def _xy(t: FrozenTrial) -> tuple[float | None, float | None]:
@@ -193,6 +312,47 @@ def refresh_study_plot(study: optuna.Study) -> None:
             print(f"gas-nas: warning: no study plot in the dashboard ({exc}); pip install plotly", file=sys.stderr)
         return
     save_plotly_graph_object(study, figure, graph_object_id=PLOT_ID)
+    save_study_note(study)
+
+
+STUDY_NOTE_HEAD = "### gas-nas study"  # a study note that starts otherwise was written by a person: never replaced
+
+
+def study_note(study: optuna.Study) -> str:
+    """Markdown for the study's Note page: where the search stands, and how to read
+    optuna-dashboard's own plots (its Pareto front has no axis titles and greys infeasible trials)."""
+    names = study.metric_names or ["d_size_mb", "imbalance"]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = study.best_trials
+    status = no_feasible_text(study) or f"{sum(map(is_feasible, complete))} of {len(complete)} complete trials feasible, {len(front)} on the feasible front"
+    axes = ", ".join(f"`{n}` is the {AXIS_WORDS.get(n, n)}" for n in names)
+    return "\n".join([
+        f"{STUDY_NOTE_HEAD} {study.study_name}",
+        "",
+        f"**Status**: {status}.",
+        "",
+        f"- **Pareto front** (optuna-dashboard's plot at the top of the study page): {axes}; all are minimised. "
+        "Grey points are infeasible trials: they fail the quality guard (Fréchet distance, digits found, class entropy).",
+        "- **Best Trials**: the feasible Pareto front, the trials `gas-nas show` marks with `*`; empty while no trial is feasible.",
+        "- **Discriminator size vs D/G loss imbalance** (gas-nas's plot, after optuna-dashboard's own): the paper cases labelled, "
+        "infeasible and failed trials grey, the feasible front in red.",
+        "- **Each trial's page**: a note with its verdict and what it measured; its sample grid and loss curves under Artifacts.",
+        "",
+        "gas-nas rewrites this note after trials; edit its first line and it is left alone.",
+    ]) + "\n"
+
+
+def save_study_note(study: optuna.Study) -> None:
+    """Write `study_note` unless a person has written the study's note, or it already says the same."""
+    from optuna_dashboard import save_note
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    current = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    if current and not current.startswith(STUDY_NOTE_HEAD):
+        return
+    body = study_note(study)
+    if body != current:
+        save_note(study, body)
 
 
 _WARNED: list[bool] = []  # the missing-plotly warning is printed once per process

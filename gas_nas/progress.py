@@ -7,34 +7,50 @@ interval), never by Optuna's own `show_progress_bar`.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
 
+from gas_nas.dashboard import closest_infeasible
 from gas_nas.record import TrialRecord
 
 
 class SearchProgress:
-    """Use as a context manager; pass `on_iteration`, `on_cohort_start` and itself (a callback) to the search."""
+    """Use as a context manager; pass `on_iteration`, `on_cohort_start` and itself (a callback) to the search.
 
-    def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None):
-        self.console, self.total, self.quiet, self.until = console, total, quiet, until
+    On a terminal: a bar over this process's trials and one over the running cohort's
+    iterations (moved every iteration by the trainer's host-side count). Both bars' "left"
+    column and the line printed after each trial come from one estimate (`left_seconds`), so
+    they agree: seconds per finished trial (a cohort's wall time shared among its trials) times
+    the trials still to run, plus what the running cohort still needs.
+    """
+
+    def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None, clock=time.monotonic):
+        self.console, self.total, self.quiet, self.until, self.clock = console, total, quiet, until, clock
         self.fancy = console.is_terminal and not quiet
         self.done = 0
         self.spent = 0.0  # seconds of this process's finished trials (a cohort's wall time shared among its trials)
+        self.left_trials = total or 0  # trials still to run, the running cohort's included (as of the last finished trial)
+        self.cohort: list[tuple[int, str]] = []
+        self.label = "trial -"
+        self.cohort_start = 0.0
+        self.iterations = (0, 0)  # (done, total) of the running cohort
+        self.start = clock()
         self.bars: Progress | None = None
 
     def __enter__(self) -> SearchProgress:
         if self.fancy:
             self.bars = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _ElapsedColumn(self),
+                _LeftColumn(self), console=self.console, transient=False,
             )
-            self.trials = self.bars.add_task("trials (front: 0)", total=self.total)
-            self.iters = self.bars.add_task("trial -", total=1)
+            self.trials = self.bars.add_task("trials (front: 0)", total=self.total, scope="search")
+            self.iters = self.bars.add_task("trial -", total=1, scope="cohort")
             self.bars.start()
         return self
 
@@ -44,16 +60,51 @@ class SearchProgress:
 
     def on_cohort_start(self, trials: list[tuple[int, str]]) -> None:
         """Before a cohort trains: its trials on the iteration bar, or one plain line."""
+        self.cohort, self.cohort_start, self.iterations = trials, self.clock(), (0, 0)
         names = ", ".join(f"{n}" + (f" ({case})" if case else "") for n, case in trials)
         label = f"trial {names}" if len(trials) == 1 else f"cohort of {len(trials)}: trials {names}"
+        self.label = label
         if self.bars is not None:
             self.bars.reset(self.iters, total=1, description=label)
         elif not self.quiet and len(trials) > 1:
             print(f"training {label}", flush=True)
 
     def on_iteration(self, done: int, total: int) -> None:
+        self.iterations = (done, total)
         if self.bars is not None:
-            self.bars.update(self.iters, completed=done, total=total)
+            description = f"{self.label}: measuring samples" if done == total else self.label
+            self.bars.update(self.iters, completed=done, total=total, description=description)
+
+    def per_trial(self) -> float | None:
+        """Seconds a trial takes: from this process's finished trials, else from the running cohort's
+        iteration rate (training only, before the first trial has finished)."""
+        if self.done:
+            return self.spent / self.done
+        done, total = self.iterations
+        if done and self.cohort:
+            return (self.clock() - self.cohort_start) / done * total / len(self.cohort)
+        return None
+
+    def cohort_left(self) -> float | None:
+        """Seconds the running cohort still needs: its iterations left at its own rate, or, when
+        that says less, its trials' usual time minus what it has run (measuring is part of a trial)."""
+        if not self.cohort:
+            return None
+        elapsed = self.clock() - self.cohort_start
+        done, total = self.iterations
+        warm = done >= min(3, total) or not self.done  # the first iterations are slow (warm-up): trust history over them
+        by_rate = elapsed / done * (total - done) if done and warm else None
+        by_history = max(self.spent / self.done * len(self.cohort) - elapsed, 0.0) if self.done else None
+        known = [v for v in (by_rate, by_history) if v is not None]
+        return max(known) if known else None
+
+    def left_seconds(self) -> float | None:
+        """The whole rest of this process's search: the running cohort, then the trials after it."""
+        per_trial, running = self.per_trial(), self.cohort_left()
+        after = max(self.left_trials - len(self.cohort), 0)
+        if per_trial is None:
+            return None if after else running
+        return (running or 0.0) + per_trial * after
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after every finished trial."""
@@ -61,16 +112,22 @@ class SearchProgress:
         m = TrialRecord.of(trial).metrics
         seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
         self.spent += seconds
+        self.cohort = [c for c in self.cohort if c[0] != trial.number]
+        if not self.cohort:
+            self.iterations = (0, 0)
+            if self.bars is not None:
+                self.bars.update(self.iters, description=f"{self.label}: done")
         front = len(study.best_trials)
         if self.bars is not None:
             complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             self.bars.update(self.trials, advance=1, description=f"trials (study: {complete} complete, front: {front})")
         left = self._left(study)
+        self.left_trials = left + len(self.cohort)  # the rest of the running cohort is still to come
         rest = f", about {human_time(self.spent / self.done * left)} left for {left} more" if left else ""
         share = f" (its share of a cohort of {m.cohort})" if m and m.cohort > 1 else ""
         line = f"{trial_line(study, trial)}; took {human_time(seconds)}{share}{rest}"
         if self.bars is not None:
-            self.bars.console.print(line, highlight=False)
+            self.bars.console.print(line, highlight=False, markup=False)
         elif not self.quiet or trial.state != TrialState.COMPLETE:
             print(line, flush=True)
 
@@ -79,6 +136,38 @@ class SearchProgress:
         if self.until is not None:
             return max(self.until - len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), 0)
         return max((self.total or 0) - self.done, 0)
+
+
+class _ElapsedColumn(ProgressColumn):
+    """Time since the search (trials bar) or the running cohort (its bar) started; it keeps
+    counting while a cohort's samples are measured after its last iteration."""
+
+    def __init__(self, progress: SearchProgress):
+        super().__init__()
+        self.progress = progress
+
+    def render(self, task: Task) -> Text:
+        p = self.progress
+        start = p.start if task.fields.get("scope") == "search" else p.cohort_start if p.cohort else None
+        if start is None:
+            return Text("")
+        seconds = int(p.clock() - start)
+        return Text(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", style="progress.elapsed")
+
+
+class _LeftColumn(ProgressColumn):
+    """"about 3 min left": the search's estimate on the trials bar, the running cohort's on its bar."""
+
+    def __init__(self, progress: SearchProgress):
+        super().__init__()
+        self.progress = progress
+
+    def render(self, task: Task) -> Text:
+        scope = task.fields.get("scope")
+        seconds = self.progress.left_seconds() if scope == "search" else self.progress.cohort_left()
+        if task.finished and scope == "search" or scope == "cohort" and not self.progress.cohort:
+            seconds = None  # nothing left to estimate
+        return Text("" if seconds is None else f"about {human_time(seconds)} left", style="progress.remaining")
 
 
 def human_time(seconds: float) -> str:
@@ -123,16 +212,11 @@ def no_feasible_line(study: optuna.Study) -> str | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return "no complete trial yet, so no Pareto front"
-    best = min(complete, key=_closeness)
+    best = closest_infeasible(complete)
     r = TrialRecord.of(best)
     case = f" [{r.case}]" if r.case else ""
     return (f"no feasible trial: all {len(complete)} complete trials fail the quality guard (the space's `quality` thresholds); "
             f"closest is trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'}")
-
-
-def _closeness(t: FrozenTrial) -> tuple:
-    r = TrialRecord.of(t)
-    return (len(r.infeasible_reason.split("; ")), r.metrics.fid if r.metrics else math.inf)
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gas_nas.train import TrialMetrics
+from gas_nas.results import TrialMetrics
 
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(TrialMetrics))
 INTERRUPTED = "interrupted"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -22,35 +23,64 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def save_loss_plot(metrics: dict, path: Path, title: str = "") -> Path:
-    """D and G loss per log interval, with the LSGAN equilibrium levels (0.25, 0.125) dashed."""
+def save_loss_plot(metrics: dict, path: Path, title: str = "", curve: dict | None = None) -> Path:
+    """The loss-curve PNG (see `loss_figure`)."""
     import matplotlib.pyplot as plt
 
-    fig = loss_figure(metrics, title)
+    fig = loss_figure(metrics, title, curve)
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
-def loss_figure(metrics: dict, title: str = ""):
-    """The loss-curve figure; few logged points get markers (one point alone draws no line)."""
+def loss_figure(metrics: dict, title: str = "", curve: dict | None = None):
+    """D and G loss over training, readable for 3, 40 or 2000 iterations.
+
+    `curve` (a trial's `TrialOutcome.curve`: a point per iteration up to 200 iterations, else
+    per bin of iterations) draws the lines; the logged interval means (`metrics`, what the
+    imbalance is computed from) are hollow squares, and the last quarter of them, the imbalance's
+    window, is shaded. Without `curve` (older runs) the logged means are the lines. The dashed
+    lines are the LSGAN equilibrium (0.25, 0.125); the x axis always starts at iteration 0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    marker = "o" if len(metrics["log_steps"]) <= FEW_POINTS else None
-    ax.plot(metrics["log_steps"], metrics["d_losses"], label="D loss", marker=marker, markersize=4)
-    ax.plot(metrics["log_steps"], metrics["g_losses"], label="G loss", marker=marker, markersize=4)
-    ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="D at equilibrium")
-    ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="G at equilibrium")
+    steps, d, g = metrics["log_steps"], metrics["d_losses"], metrics["g_losses"]
+    fine = curve if curve and curve.get("steps") else {"steps": steps, "d_losses": d, "g_losses": g}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    marker = "o" if len(fine["steps"]) <= FEW_POINTS else None
+    every = _spacing(fine["steps"])
+    what = "per iteration" if every == 1 else f"mean of every {every} iterations"
+    ax.plot(fine["steps"], fine["d_losses"], color="C0", lw=1.2, marker=marker, markersize=3.5, label=f"D loss ({what})")
+    ax.plot(fine["steps"], fine["g_losses"], color="C1", lw=1.2, marker=marker, markersize=3.5, label=f"G loss ({what})")
+    if fine is curve:
+        ax.plot(steps, d, ls="none", marker="s", markersize=6, mfc="white", mec="C0", mew=1.2, label="logged means (the imbalance uses these)")
+        ax.plot(steps, g, ls="none", marker="s", markersize=6, mfc="white", mec="C1", mew=1.2, label="_logged G")
+    if steps:
+        keep = max(1, math.ceil(len(steps) / 4))  # gas_nas.metrics.last_quarter_mean's window
+        start = steps[-keep - 1] if len(steps) > keep else 0
+        ax.axvspan(start, steps[-1], color="0.92", zorder=0, label="imbalance window (last quarter of the log)")
+    ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="equilibrium: D 0.25, G 0.125")
+    ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="_G at equilibrium")
+    last = max([*fine["steps"], *steps, 1])
+    ax.set_xlim(0, last + max(0.5, last * 0.03))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("LSGAN loss")
-    ax.set_title(title or f"imbalance {metrics['imbalance']:.3f}")
-    ax.legend(fontsize=8)
+    imbalance = metrics.get("imbalance")
+    score = f"imbalance {imbalance:.3f}" if isinstance(imbalance, (int, float)) else ""
+    ax.set_title(": ".join(t for t in (title, score) if t), fontsize=11)
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _spacing(steps: list[int]) -> int:
+    """Iterations between curve points (the first point may come after a shorter bin: the last one)."""
+    return steps[1] - steps[0] if len(steps) > 1 else max(steps[0], 1) if steps else 1
 
 
 def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSpec, train: TrainConfig, title: str = "") -> dict[str, Path]:
@@ -63,14 +93,14 @@ def save_trial(outcome: TrialOutcome, out_dir: str | Path, spec: DiscriminatorSp
         "generator": out / "generator.pt",
         "discriminator": out / "discriminator.pt",
         "samples": save_grid(outcome.grid, out / SAMPLES_PNG),
-        "losses": save_loss_plot(metrics, out / LOSSES_PNG, title),
+        "losses": save_loss_plot(metrics, out / LOSSES_PNG, title, outcome.curve),
         "metrics": out / "metrics.json",
         "arch": save_arch(out / "arch.yaml", spec, train, {"metrics": _scalars(metrics)}),
     }
     trained = train.to_dict()  # the recipe and its overrides, as in arch.yaml
     torch.save({"state_dict": outcome.generator.state_dict(), "z_dim": train.z_dim, "train": trained}, paths["generator"])
     torch.save({"state_dict": outcome.discriminator.state_dict(), "spec": spec.to_dict(), "train": trained}, paths["discriminator"])
-    paths["metrics"].write_text(json.dumps(metrics, indent=2))
+    paths["metrics"].write_text(json.dumps(metrics | {"loss_curve": outcome.curve}, indent=2))  # the curve: for plots, not a metric
     return paths
 
 

@@ -13,22 +13,26 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.dashboard import after_trial, set_constraints
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas.interrupt import Interrupted
-from gas_nas.memory import Available, check
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
 from gas_nas.storage import DEFAULT_ARTIFACTS, check_existing, error_line, open_storage, redact
 
+if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and dashboard never need it
+    import torch
+
+    from gas_nas.memory import Available
+
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
+ARTIFACTS_ATTR = "gas_nas:artifacts"  # study user attribute: where its trials' artifacts were written
 SEED_WAIT_S = 60.0
 
 
@@ -141,6 +145,81 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
     return optuna.load_study(storage=storage, study_name=study_name)
 
 
+# ---------------------------------------------------------------- where the artifacts are
+
+
+def storage_folder(storage_url: str) -> Path | None:
+    """The folder holding a file storage (an SQLite file or a journal); None for a database server."""
+    from gas_nas.storage import is_journal, journal_path
+
+    if is_journal(storage_url):
+        return journal_path(storage_url).parent
+    if storage_url.startswith("sqlite:///"):
+        db = storage_url.removeprefix("sqlite:///").partition("?")[0]
+        return Path(db).parent if db and db != ":memory:" else None
+    return None
+
+
+def record_artifacts(study: optuna.Study, storage_url: str, artifacts: str | Path) -> str:
+    """Write where this study's artifacts go as a study user attribute (only when it changes).
+
+    With a file storage the folder is stored relative to the storage's folder, so the two can be
+    moved or copied together; with a database server it is absolute, a hint for the machine that
+    reads it (`--artifacts` still wins). Returns what was recorded.
+    """
+    import os
+
+    folder = Path(artifacts).resolve()
+    home = storage_folder(storage_url)
+    value = os.path.relpath(folder, home.resolve()) if home is not None else str(folder)
+    if study.user_attrs.get(ARTIFACTS_ATTR) != value:
+        study.set_user_attr(ARTIFACTS_ATTR, value)
+    return value
+
+
+def find_artifacts(study: optuna.Study, storage_url: str, given: str | None) -> tuple[Path, str]:
+    """The artifact folder to read and where that answer came from: `--artifacts`, else the study's
+    record (relative to a file storage's folder), else the default `studies/artifacts`."""
+    if given:
+        return Path(given), "--artifacts"
+    recorded = study.user_attrs.get(ARTIFACTS_ATTR)
+    if isinstance(recorded, str) and recorded:
+        home = storage_folder(storage_url)
+        path = Path(recorded)
+        return (path if path.is_absolute() or home is None else (home / path).resolve()), "recorded by the study's search"
+    return Path(DEFAULT_ARTIFACTS), "the default"
+
+
+def artifact_ids(study: optuna.Study) -> list[str]:
+    """Ids of every artifact uploaded to the study's trials (read from the trials already loaded)."""
+    import json
+
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    ids = []
+    for t in study.get_trials(deepcopy=False):
+        for key, value in t.system_attrs.items():
+            if key.startswith(ARTIFACTS_ATTR_PREFIX):
+                ids.append(json.loads(value)["artifact_id"])
+    return ids
+
+
+def artifacts_problem(study: optuna.Study, folder: Path, source: str) -> str | None:
+    """One line when trial pages would lack their sample grids and loss curves: the folder is
+    missing, or holds none (or only some) of the study's artifacts; None when all are there."""
+    ids = artifact_ids(study)
+    if not ids:
+        return None
+    where = f"{folder} ({source})"
+    if not folder.is_dir():
+        return f"no artifact folder {where}: trial pages will show no sample grids or loss curves; pass --artifacts DIR (the search's --artifacts)"
+    present = sum((folder / i).is_file() for i in ids)
+    if present == len(ids):
+        return None
+    held, pages = ("none", "trial pages") if present == 0 else (f"only {present}", "some trial pages")
+    return f"{where} holds {held} of the study's {len(ids)} artifacts: {pages} will lack sample grids and loss curves; pass --artifacts DIR (the search's --artifacts)"
+
+
 # ---------------------------------------------------------------- running trials
 
 
@@ -230,6 +309,9 @@ def _train(space, opts, resources, specs, seeds) -> list:
     predicted peak exceeds `opts.memory` is split in halves before it is built, and a lone trial
     that still does not fit fails with the estimate (`gas_nas.memory`); a cohort that runs out
     of CUDA memory all the same is split and retried."""
+    import torch
+
+    from gas_nas.memory import check
     from gas_nas.train import run_cohort
 
     too_big = opts.memory and check(specs, space.train, space.quality, resources.real.device, opts.memory)

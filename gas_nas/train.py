@@ -24,6 +24,7 @@ from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, param_mb, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.recipes import get_recipe, make_optimizer
+from gas_nas.results import TrialMetrics
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 GRID_SAMPLES = 64
@@ -34,70 +35,18 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass
-class TrialMetrics:
-    """Everything one trial measured; JSON-ready via `to_dict`, stored as Optuna user attributes."""
-
-    status: str  # "complete" or "diverged"
-    reason: str
-    iterations: int
-    d_params: int
-    d_param_mb: float
-    imbalance: float
-    d_loss: float  # mean over the last quarter of training
-    g_loss: float
-    fid: float
-    classes: int
-    entropy: float
-    class_histogram: list[int]
-    classifier_accuracy: float
-    seconds: float  # this trial's share of its cohort's wall time
-    device: str
-    seed: int
-    cohort: int = 1  # trials trained together with it (itself included)
-    peak_mb: float | None = None
-    log_steps: list[int] = field(default_factory=list)
-    d_losses: list[float] = field(default_factory=list)
-    g_losses: list[float] = field(default_factory=list)
-    duality_gap: float = math.nan  # gas_nas.balance; nan when quality.duality_gap_steps is 0 or training diverged
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def violations(self, quality: QualityConfig) -> list[str]:
-        """Why the samples fail the quality guard (empty: feasible)."""
-        out = []
-        if self.status != "complete":
-            out.append(f"training {self.status}: {self.reason}")
-        if not self.fid <= quality.max_fid:
-            out.append(f"fid {self.fid:.1f} > {quality.max_fid:g}")
-        if self.classes < quality.min_classes:
-            out.append(f"{self.classes} digits found < {quality.min_classes}")
-        if not self.entropy >= quality.min_entropy:
-            out.append(f"class entropy {self.entropy:.2f} < {quality.min_entropy:g}")
-        return out
-
-    def constraints(self, quality: QualityConfig) -> list[float]:
-        """Optuna constraint values, feasible when all are <= 0."""
-        fid = self.fid if math.isfinite(self.fid) else 1e9
-        return [
-            fid - quality.max_fid,
-            float(quality.min_classes - self.classes),
-            quality.min_entropy - self.entropy,
-            0.0 if self.status == "complete" else 1.0,
-        ]
-
-
-@dataclass
 class TrialOutcome:
     metrics: TrialMetrics
     generator: nn.Module
     discriminator: nn.Module
     grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
+    curve: dict = field(default_factory=dict)  # the plotted loss curve: steps, d_losses, g_losses (TrialHistory.curve_*)
 
 
 @dataclass
 class TrialHistory:
-    """One trial's training log: interval-mean losses and how training ended."""
+    """One trial's training log: interval-mean losses (every `log_every` iterations: what the
+    imbalance is computed from), the finer loss curve drawn in losses.png, and how training ended."""
 
     log_steps: list[int] = field(default_factory=list)
     d_losses: list[float] = field(default_factory=list)
@@ -105,6 +54,18 @@ class TrialHistory:
     status: str = "complete"
     reason: str = ""
     iterations: int = 0
+    curve_steps: list[int] = field(default_factory=list)  # end of each curve bin (`curve_every` iterations)
+    curve_d: list[float] = field(default_factory=list)  # bin-mean D loss: for the plot only, never an objective
+    curve_g: list[float] = field(default_factory=list)
+
+
+CURVE_POINTS = 200  # the plotted loss curve has at most this many points (every iteration up to 200)
+
+
+def curve_every(iterations: int) -> int:
+    """Iterations per point of the plotted loss curve: 1 up to CURVE_POINTS iterations (3 -> 3
+    points, 40 -> 40), then as few as keep CURVE_POINTS points (2000 -> every 10)."""
+    return max(1, math.ceil(iterations / CURVE_POINTS))
 
 
 class Cohort:
@@ -250,31 +211,79 @@ def train_cohort(
     run = make_runner(cohort, use_graph)
     hists = [TrialHistory() for _ in specs]
     live = set(range(cohort.k))
+    curve = _Curve(cohort, curve_every(train.iterations))
     last_log = 0
     for it in range(1, train.iterations + 1):
         if should_stop is not None and should_stop():
             raise Interrupted
         cohort.draw()
         run()
-        if it % train.log_every and it != train.iterations:
-            continue
-        d_means, g_means, w_max = cohort.read_interval(it - last_log)
-        last_log = it
-        for i in sorted(live):
-            h = hists[i]
-            h.log_steps.append(it)
-            h.d_losses.append(d_means[i])
-            h.g_losses.append(g_means[i])
-            h.iterations = it
-            reason = _divergence(d_means[i], g_means[i], w_max[i], train.divergence_loss)
-            if reason:
-                h.status, h.reason = "diverged", f"{reason} at iteration {it}"
-                live.discard(i)
-        if progress is not None:
+        curve.mark(it, last=it == train.iterations)
+        if it % train.log_every == 0 or it == train.iterations:
+            d_means, g_means, w_max = cohort.read_interval(it - last_log)
+            curve.logged(d_means, g_means, it - last_log)
+            last_log = it
+            for i in sorted(live):
+                h = hists[i]
+                h.log_steps.append(it)
+                h.d_losses.append(d_means[i])
+                h.g_losses.append(g_means[i])
+                h.iterations = it
+                reason = _divergence(d_means[i], g_means[i], w_max[i], train.divergence_loss)
+                if reason:
+                    h.status, h.reason = "diverged", f"{reason} at iteration {it}"
+                    live.discard(i)
+        if progress is not None:  # every iteration, from the host's count: no device sync
             progress(it, train.iterations)
         if not live:
             break
+    curve.fill(hists)
     return cohort, hists
+
+
+class _Curve:
+    """The finer loss curve for losses.png, kept beside the log without another device sync.
+
+    Every `every` iterations one small device copy snapshots the running interval sums
+    (`cohort.sums`, which the log interval reads and zeroes); the host keeps the sums of the
+    intervals already read. Once training ends (the last iteration always reads the log, so the
+    device is in step) the snapshots come over in one transfer and become bin means. The log
+    itself, and so every objective, is exactly what it was without this.
+    """
+
+    def __init__(self, cohort: Cohort, every: int):
+        self.cohort, self.every = cohort, every
+        n = math.ceil(cohort.train.iterations / every)
+        self.snaps = torch.zeros(n, cohort.k, 2, device=cohort.device)
+        self.steps: list[int] = []
+        self.read = [[0.0, 0.0] for _ in range(cohort.k)]  # per trial: D and G loss sums of the intervals read so far
+        self.bases: list[list[list[float]]] = []
+
+    def mark(self, it: int, last: bool) -> None:
+        if it % self.every and not last:
+            return
+        self.snaps[len(self.steps)].copy_(self.cohort.sums)
+        self.steps.append(it)
+        self.bases.append([list(r) for r in self.read])
+
+    def logged(self, d_means: list[float], g_means: list[float], span: int) -> None:
+        for r, d, g in zip(self.read, d_means, g_means):
+            r[0] += d * span
+            r[1] += g * span
+
+    def fill(self, hists: list[TrialHistory]) -> None:
+        snaps = self.snaps[: len(self.steps)].tolist()  # (points, K, 2)
+        for i, h in enumerate(hists):
+            prev_step, prev = 0, (0.0, 0.0)
+            for j, step in enumerate(self.steps):
+                if step > h.iterations:  # a diverged trial's curve ends where its log does
+                    break
+                total = (self.bases[j][i][0] + snaps[j][i][0], self.bases[j][i][1] + snaps[j][i][1])
+                width = step - prev_step
+                h.curve_steps.append(step)
+                h.curve_d.append((total[0] - prev[0]) / width)
+                h.curve_g.append((total[1] - prev[1]) / width)
+                prev_step, prev = step, total
 
 
 def train_gan(
@@ -386,7 +395,8 @@ def run_cohort(
             g_losses=hist.g_losses,
             duality_gap=gap,
         )
-        outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid))
+        curve = {"steps": hist.curve_steps, "d_losses": hist.curve_d, "g_losses": hist.curve_g}
+        outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid, curve=curve))
     return outcomes
 
 

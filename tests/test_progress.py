@@ -17,3 +17,73 @@ def test_short_search_gets_no_hint():
 
 def test_times_read_in_the_unit_a_person_would_use():
     assert [human_time(s) for s in (0.42, 12, 540, 27000)] == ["0.42 s", "12 s", "9 min", "7.5 h"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _finished_trial(study, seconds: float):
+    """A trial told COMPLETE with `seconds` recorded, as the search tells one."""
+    from gas_nas.record import TrialRecord
+    from gas_nas.results import TrialMetrics
+
+    trial = study.ask()
+    metrics = TrialMetrics(status="complete", reason="", iterations=40, d_params=1, d_param_mb=1.0, imbalance=0.5, d_loss=0.25, g_loss=0.125,
+                           fid=50.0, classes=10, entropy=2.3, class_histogram=[1] * 10, classifier_accuracy=0.99, seconds=seconds, device="cpu", seed=0)
+    TrialRecord(metrics=metrics, feasible=True).write(trial)
+    return study.tell(trial, [1.0, 0.5])
+
+
+def _rendered(progress) -> list[str]:
+    """The two bars as a terminal shows them."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = Console(file=StringIO(), width=160, force_terminal=True, color_system=None)
+    out.print(progress.bars.get_renderable())
+    return out.file.getvalue().splitlines()
+
+
+def test_both_bars_and_the_trial_line_give_one_estimate_of_the_time_left(capsys):
+    """A 40-iteration trial (shorter than log_every): the iteration bar and its estimate move with
+    every iteration, and after a trial the trials bar says what the printed line says."""
+    from io import StringIO
+
+    import optuna
+    from rich.console import Console
+
+    from gas_nas.progress import SearchProgress
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    clock = Clock()
+    console = Console(file=StringIO(), width=160, force_terminal=True, color_system=None)
+    with SearchProgress(console, total=4, clock=clock) as progress:
+        progress.bars.stop()  # rendered by hand below, not by rich's refresh thread
+        progress.on_cohort_start([(0, "1 original")])
+        clock.now = 5.0
+        progress.on_iteration(10, 40)  # 0.5 s per iteration so far
+        cohort, trials = _rendered(progress)[1], _rendered(progress)[0]
+        assert "10/40 0:00:05 about 15 s left" in cohort  # 30 iterations at 0.5 s
+        assert "about 75 s left" in trials  # 15 s, then 3 more trials of 20 s each
+        clock.now = 30.0
+        progress.on_iteration(40, 40)
+        clock.now = 33.0
+        assert "measuring samples" in _rendered(progress)[1] and "0:00:33" in _rendered(progress)[1]  # the clock runs on
+        progress(study, _finished_trial(study, 30.0))
+        line = console.file.getvalue().splitlines()[-1]
+        assert "took 30 s, about 2 min left for 3 more" in line  # 3 trials of 30 s
+        assert "about 2 min left" in _rendered(progress)[0]
+        clock.now = 35.0
+        progress.on_cohort_start([(1, "")])
+        clock.now = 45.0
+        progress.on_iteration(5, 40)  # slower than the first trial's rate would say: the rate wins
+        assert "about 70 s left" in _rendered(progress)[1]
+        assert progress.left_seconds() == 130.0  # 70 s + 2 trials of 30 s
+        assert "about 2 min left" in _rendered(progress)[0]

@@ -61,6 +61,7 @@ def test_rerun_resumes_and_adds_trials_without_new_cases(searched):
 
 def test_every_trial_records_params_metrics_feasibility_and_artifacts(searched):
     root = searched["root"]
+    assert searched["study"].user_attrs["gas_nas:artifacts"] == "art"  # relative to s.db's folder: the dashboard finds it
     for t in searched["study"].get_trials():
         a = t.user_attrs
         assert {"spec", "imbalance", "fid", "classes", "entropy", "d_params", "d_losses", "feasible"} <= set(a)
@@ -102,7 +103,8 @@ def test_dashboard_notes_and_plot_are_written_by_the_search(searched):
         note = "".join(v for k, v in sorted(attrs.items()) if k.startswith(f"dashboard:{t._trial_id}:note_str:"))
         assert f"### Trial {t.number}" in note and "**Feasible**" in note and "| device | cpu |" in note
         case = t.user_attrs.get("case")
-        assert f"paper case {case}" in note if case else "paper case" not in note
+        number, _, name = (case or "").partition(" ")
+        assert f"paper case {number} ({name})" in note if case else "paper case" not in note
 
 
 def test_show_json_lists_front_and_cases(searched):

@@ -130,3 +130,35 @@ def test_loss_curve_with_one_logged_point_still_shows_d_and_g(tmp_path):
         px, py = ax.transData.transform((3, y))
         rgb = pixels[round(pixels.shape[0] - py), round(px), :3]
         assert np.abs(rgb.astype(int) - colour).max() < 40, (y, rgb)
+
+
+def test_progress_moves_every_iteration_and_the_plot_curve_leaves_the_log_alone():
+    """A budget shorter than log_every: the bar still moves each iteration, the plot gets a point
+    per iteration, and the log (what the imbalance is computed from) keeps its log_every points."""
+    from gas_nas.train import curve_every, train_cohort
+
+    real = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    budget = dataclasses.replace(TINY, iterations=7, batch_size=4, log_every=3)
+    calls = []
+    _, (hist,) = train_cohort([DiscriminatorSpec(base_filters=8, depth=2)], [0], budget, real, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 7) for i in range(1, 8)]
+    assert hist.log_steps == [3, 6, 7] and hist.curve_steps == list(range(1, 8))
+    bounds = [0, *hist.log_steps]
+    for lo, hi, d, g in zip(bounds, bounds[1:], hist.d_losses, hist.g_losses):  # the curve's points average to the logged means
+        inside = [j for j, s in enumerate(hist.curve_steps) if lo < s <= hi]
+        assert sum(hist.curve_d[j] for j in inside) / len(inside) == pytest.approx(d, rel=1e-5)
+        assert sum(hist.curve_g[j] for j in inside) / len(inside) == pytest.approx(g, rel=1e-5)
+    assert [curve_every(n) for n in (1, 3, 40, 200, 201, 2000)] == [1, 1, 1, 1, 2, 10]
+
+
+def test_loss_curve_of_a_short_run_has_a_point_per_iteration_and_shades_the_imbalance_window():
+    from gas_nas.report import loss_figure
+
+    curve = {"steps": list(range(1, 41)), "d_losses": [0.3] * 40, "g_losses": [0.2] * 40}
+    fig = loss_figure({"log_steps": [40], "d_losses": [0.3], "g_losses": [0.2], "imbalance": 0.5}, "trial 3", curve)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert len(lines["D loss (per iteration)"].get_xdata()) == 40 and ax.get_xlim()[0] == 0
+    assert list(lines["logged means (the imbalance uses these)"].get_xdata()) == [40]
+    assert "imbalance window (last quarter of the log)" in ax.get_legend_handles_labels()[1]
+    assert ax.get_title() == "trial 3: imbalance 0.500"

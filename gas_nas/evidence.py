@@ -1,0 +1,211 @@
+"""Evidence runs that survive being stopped: the training runs behind the docs/ pages.
+
+Each finished run is stored at once (its metrics as JSON, its sample grid as PNG) in a folder
+that is committed, keyed by everything that changes its numbers, and skipped when the same
+command runs again; a run stopped at any point loses at most the run in progress.
+`docs/reproduce.py` (and every other evidence script) plans its runs as `Run`s and calls
+`train_missing`, then reads `load_run` to write its page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+
+
+def cpu_model() -> str:
+    """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device) -> dict:
+    """What about this machine changes a run's numbers: torch, the device kind and the CPU."""
+    import torch
+
+    kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"torch": torch.__version__, "device": kind, "cpu": cpu_model()}
+
+
+def classifier_fingerprint(classifier) -> str:
+    """sha256 of the quality classifier's weights: another classifier gives other FIDs."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(classifier.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def key_matches(stored, current: dict) -> bool:
+    """Equal keys, except that an option added to the spec or train config after a run was
+    stored may appear in `current` at its default (a new option's default keeps the old
+    behaviour, which its own tests check), so adding an option does not retrain every run."""
+    if not isinstance(stored, dict) or set(stored) != set(current):
+        return False
+    defaults = {"spec": DiscriminatorSpec().to_dict(), "train": TrainConfig().to_dict()}
+    for name, value in current.items():
+        if name in defaults and isinstance(value, dict) and isinstance(stored[name], dict):
+            added = set(value) - set(stored[name])
+            if any(value[k] != defaults[name].get(k, object()) for k in added):
+                return False
+            value = {k: v for k, v in value.items() if k not in added}
+        if stored[name] != value:
+            return False
+    return True
+
+
+@dataclass
+class Run:
+    """One training run of an evidence page: what it trains and the key it is stored under."""
+
+    name: str  # its row on the page (a paper case, or case + setting)
+    spec: DiscriminatorSpec
+    seed: int
+    train: TrainConfig
+    key: dict
+    prefix: str  # file name before the key's hash: "<slug>-seed<seed>"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.prefix}-{key_hash(self.key)}"
+
+
+def plan_run(name: str, slug: str, spec: DiscriminatorSpec, seed: int, train: TrainConfig, quality: QualityConfig,
+             machine: dict, classifier: str) -> Run:
+    """A run keyed by everything that changes its numbers. The guard's thresholds are not in
+    the key: they judge the numbers when a page is written and can change without retraining."""
+    key = {
+        "case": name,
+        "spec": spec.to_dict(),
+        "seed": seed,
+        "train": train.to_dict(),
+        "quality": {"n_samples": quality.n_samples, "duality_gap_steps": quality.duality_gap_steps},
+        **machine,
+        "classifier": classifier,
+    }
+    return Run(name, spec, seed, train, key, f"{slug}-seed{seed}")
+
+
+def load_run(folder: Path, run: Run) -> dict | None:
+    """The stored record of `run` (with "grid": its PNG's name), or None when it has not
+    finished or was stored under another key."""
+    for path in sorted(Path(folder).glob(f"{run.prefix}-*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if key_matches(record.get("key"), run.key) and path.with_suffix(".png").is_file():
+            return record | {"grid": path.with_suffix(".png").name}
+    return None
+
+
+def store_run(folder: Path, run: Run, outcome, threads: int) -> dict:
+    """Write a finished run atomically: its grid first, then the JSON that marks it done."""
+    from gas_nas.report import save_grid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    grid, record_path = folder / f"{run.stem}.png", folder / f"{run.stem}.json"
+    tmp_grid = folder / f".{grid.name}.tmp.png"
+    save_grid(outcome.grid, tmp_grid)
+    os.replace(tmp_grid, grid)
+    record = {
+        "key": run.key,
+        "metrics": outcome.metrics.to_dict(),
+        "threads": threads,
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    tmp = folder / f".{record_path.name}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+    os.replace(tmp, record_path)
+    return record
+
+
+def estimate_seconds(runs: list[Run], quality: QualityConfig, real) -> float:
+    """About how long `runs` take: a few timed iterations per distinct (spec, train) pair (as
+    `gas-nas search` does on a CPU), scaled to each budget plus the duality gap's steps."""
+    from gas_nas.train import gap_steps, seconds_per_trial
+
+    timed: dict[str, float] = {}
+    total = 0.0
+    for run in runs:
+        token = json.dumps([run.spec.to_dict(), run.train.to_dict()], sort_keys=True)
+        if token not in timed:
+            scale = 1 + gap_steps(quality, run.train) / run.train.iterations
+            timed[token] = seconds_per_trial(run.spec, run.train, real) * scale
+        total += timed[token]
+    return total
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def train_missing(runs: list[Run], quality: QualityConfig, res, folder: Path, *, max_runs: int | None,
+                  log: Callable[[str], None], on_stored: Callable[[], None]) -> int:
+    """Train the runs not stored yet (at most `max_runs`), in cohorts of `auto_cohort` (1 on a
+    CPU) of consecutive runs with the same train config; store each as its cohort finishes and
+    call `on_stored()`. Says how long it will take first and prints progress every tenth of a
+    run. Returns how many were trained."""
+    import torch
+
+    from gas_nas.train import auto_cohort, run_cohort
+
+    unstored = [r for r in runs if load_run(folder, r) is None]
+    missing = unstored if max_runs is None else unstored[:max_runs]
+    log(f"{len(runs) - len(unstored)} of {len(runs)} runs stored in {folder}; training {len(missing)} now")
+    if not missing:
+        return 0
+    estimate = estimate_seconds(missing, quality, res.real)
+    log(f"about {minutes(estimate)} for {len(missing)} runs on {res.real.device} with {torch.get_num_threads()} thread(s) "
+        f"(timed from a few iterations; stopping loses at most the run in progress)")
+    chunks: list[list[Run]] = []
+    for run in missing:
+        size = auto_cohort(res.real.device, run.train)
+        if chunks and len(chunks[-1]) < size and chunks[-1][0].train == run.train:
+            chunks[-1].append(run)
+        else:
+            chunks.append([run])
+    done, spent = 0, 0.0
+    for chunk in chunks:
+        start = time.perf_counter()
+        label = ", ".join(f"{r.name} seed {r.seed}" for r in chunk)
+        step = max(1, chunk[0].train.iterations // 10)
+
+        def progress(it: int, total: int, label=label, start=start) -> None:
+            if it % step == 0 or it == total:
+                log(f"  [{done + len(chunk)}/{len(missing)}] {label}: {it}/{total} iterations, {(time.perf_counter() - start) / 60:.1f} min")
+
+        outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], chunk[0].train, quality,
+                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress)
+        for run, out in zip(chunk, outs):
+            store_run(folder, run, out, torch.get_num_threads())
+            m = out.metrics
+            log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
+        done += len(chunk)
+        spent += time.perf_counter() - start
+        left = estimate * (len(missing) - done) / len(missing)
+        log(f"  {done}/{len(missing)} runs done in {minutes(spent)}; about {minutes(left)} left")
+        on_stored()
+    return len(missing)
+
+
+__all__ = ["Run", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "plan_run", "store_run", "train_missing"]
