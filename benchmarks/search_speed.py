@@ -12,9 +12,12 @@
     artifacts and does Optuna bookkeeping; (a) does none of that. Timed: `run_search` only
     (setup printed apart). Past the six paper cases the random sampler picks the specs, so
     every K trains the same discriminators.
-(c) gas-nas with concurrency: `gas-nas search --jobs 2 --storage journal:...` as a subprocess,
-    when the CLI has `--jobs`; timed end to end (process start, imports, data and classifier
-    load included), trials counted from the journal afterwards.
+(c) gas-nas with concurrency: `gas-nas search --jobs 1` and then `--jobs J` (default 2) as
+    subprocesses on journal storages, for the same total number of trials (`--trials N` runs N
+    per worker, so --jobs J gets N / J each, rounded up); each timed end to end (process start,
+    imports, data and classifier load included), trials counted from the journal afterwards,
+    reported as trials per hour and the ratio J / 1. The subprocesses get this environment
+    without OMP_NUM_THREADS and MKL_NUM_THREADS, so --jobs divides the cores as a user's run does.
 
 The first N study trials are the enqueued paper cases, so for N <= 6 (a), (b) and (c) train
 the same discriminators with the same seeds (seed + trial number). No warm-up: (a) runs first
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality-samples", type=int, help=f"quality.n_samples for (b), (c) (default: the YAML's on CUDA, {CPU_QUALITY_SAMPLES} on CPU)")
     p.add_argument("--jobs", type=int, default=2, help="workers for (c) (default: 2)")
     p.add_argument("--cohorts", help=f"cohort sizes for (b), comma-separated (default: {CUDA_COHORTS} on CUDA, {CPU_COHORTS} on CPU)")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: a, c")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: a, b, c")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="MNIST IDX files (default: $GAS_NAS_DATA)")
     args = p.parse_args(argv)
@@ -132,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (a) naive: {trials} trials in {sec_a:.1f} s", flush=True)
 
         # (b) gas-nas search machinery, in process, one run per cohort size
-        res = load_resources(device, args.data_dir)
         rates_b: dict[int, float] = {}
-        for k in cohorts:
+        res = load_resources(device, args.data_dir) if "b" not in skip else None
+        for k in cohorts if res is not None else []:
             start = time.perf_counter()
             storage_b = f"sqlite:///{tmp}/bench-{k}.db"
             study = open_study(space, storage_b, STUDY, seed=args.seed)
@@ -149,30 +152,32 @@ def main(argv: list[str] | None = None) -> int:
             rates_b[k] = per_minute(done_b, sec_b)
             print(f"  (b) gas-nas cohort {k}: {done_b} trials in {sec_b:.1f} s (+ {setup_b:.1f} s setup, not counted)", flush=True)
 
-        # (c) gas-nas with concurrency, as a subprocess
-        rate_c = None
+        # (c) gas-nas with concurrency: --jobs 1, then --jobs J, the same total, as subprocesses
+        rates_c: dict[int, float] = {}
         if cli_has_jobs() and "c" not in skip:
-            storage_c = f"journal:{tmp}/b.journal"
-            cmd = [
-                gas_nas_exe(), "search", "--jobs", str(args.jobs), "--storage", storage_c, "--study", STUDY,
-                "--space", str(space_path), "--artifacts", str(tmp / "artifacts_c"), "--trials", str(trials),
-                "--iterations", str(iterations), "--batch-size", str(args.batch_size),
-                "--device", device.type, "--seed", str(args.seed), "--quiet",
-            ] + (["--data-dir", args.data_dir] if args.data_dir else [])
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            sec_c = time.perf_counter() - start
-            if proc.returncode != 0:
-                print(f"  (c) failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}", flush=True)
-            else:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            for jobs in dict.fromkeys((1, args.jobs)):
+                storage_c = f"journal:{tmp}/c{jobs}.journal"
+                cmd = [
+                    gas_nas_exe(), "search", "--jobs", str(jobs), "--storage", storage_c, "--study", STUDY,
+                    "--space", str(space_path), "--artifacts", str(tmp / f"artifacts_c{jobs}"), "--trials", str(-(-trials // jobs)),
+                    "--iterations", str(iterations), "--batch-size", str(args.batch_size),
+                    "--device", device.type, "--seed", str(args.seed), "--quiet",
+                ] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                sec_c = time.perf_counter() - start
+                if proc.returncode != 0:
+                    print(f"  (c) failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}", flush=True)
+                    continue
                 done_c = finished_trials(storage_c)
-                rate_c = per_minute(done_c, sec_c)
-                print(f"  (c) gas-nas --jobs {args.jobs}: {done_c} trials in {sec_c:.1f} s (end to end, subprocess)", flush=True)
+                rates_c[jobs] = per_minute(done_c, sec_c)
+                print(f"  (c) gas-nas --jobs {jobs}: {done_c} trials in {sec_c:.1f} s (end to end, subprocess)", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     rate_a = per_minute(trials, sec_a) if sec_a else None
-    solo = rates_b[cohorts[0]]
+    solo = rates_b.get(cohorts[0])
     print("note: (b) and (c) include sample generation, quality metrics (FID, coverage), plots and Optuna bookkeeping; (a) trains only")
     print(f"device      {torch.cuda.get_device_name(device) if cuda else f'cpu ({torch.get_num_threads()} threads)'}")
     print(f"torch       {torch.__version__}")
@@ -181,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(a) naive sequential        {rate_a:8.2f} trials/min")
     for k, rate in rates_b.items():
         print(f"(b) gas-nas cohort {k:<3}      {rate:8.2f} trials/min   ratio vs cohort {cohorts[0]}: {rate / solo:.2f}x" + (f"   vs naive: {rate / rate_a:.2f}x" if rate_a else ""))
-    if rate_c is not None:
-        print(f"(c) gas-nas --jobs {args.jobs}        {rate_c:8.2f} trials/min" + (f"   vs naive: {rate_c / rate_a:.2f}x" if rate_a else ""))
+    for jobs, rate in rates_c.items():
+        ratio = f"   ratio vs --jobs 1: {rate / rates_c[1]:.2f}x" if 1 in rates_c and jobs != 1 else ""
+        print(f"(c) gas-nas --jobs {jobs:<3}      {rate:8.2f} trials/min ({60 * rate:.0f} trials/hour){ratio}" + (f"   vs naive: {rate / rate_a:.2f}x" if rate_a else ""))
     return 0
 
 

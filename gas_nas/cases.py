@@ -7,6 +7,7 @@ import re
 import torch
 
 from gas_nas import sparsity
+from gas_nas.memory import MB, estimate
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.space import SearchSpace
@@ -20,7 +21,11 @@ def slug(name: str) -> str:
 
 def case_rows(space: SearchSpace) -> list[dict]:
     """One dict per case in paper order; `peak_mb` (training step on CUDA) only where CUDA exists.
-    `param_mb` is the stored size (a sparse case's nonzeros and mask bits, see gas_nas/sparsity.py)."""
+    `param_mb` is the stored size (a sparse case's nonzeros and mask bits, see gas_nas/sparsity.py).
+    `estimate_mb` is the predicted peak of a whole trial (`gas_nas.memory`, the space's budget,
+    on the device a default run would use), the figure a run is refused by.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for case in space.cases:
         model = build_discriminator(case.spec)
@@ -31,6 +36,7 @@ def case_rows(space: SearchSpace) -> list[dict]:
             "params": param_count(model),
             "density": case.spec.density,
             "param_mb": round(sparsity.stored_bytes(model) / 2**20, 6),
+            "estimate_mb": round(estimate([case.spec], space.train, space.quality, device).peak / MB, 1),
             "paper_mb": case.paper_mb,
             "note": case.note,
             "arch": case.spec.to_dict(),

@@ -75,10 +75,10 @@ class Cases(Command):
             return 0
         table = Table(title=f"GAS paper cases ({space.path.name})")
         sparse = any(row["density"] < 1 for row in rows)  # a density column only where some case is sparse
-        for col in ("#", "case", "params") + (("density",) if sparse else ()) + ("param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
+        for col in ("#", "case", "params") + (("density",) if sparse else ()) + ("trial MB (est.)", "param MB", "paper MB") + (("peak MB",) if "peak_mb" in rows[0] else ()):
             table.add_column(col, justify="left" if col == "case" else "right")
         for i, row in enumerate(rows, 1):
-            cells = [str(i), row["name"], f"{row['params']:,}", *([f"{row['density']:g}"] if sparse else []), f"{row['param_mb']:.3f}", _num(row["paper_mb"])]
+            cells = [str(i), row["name"], f"{row['params']:,}", *([f"{row['density']:g}"] if sparse else []), f"{row['estimate_mb']:,.0f}", f"{row['param_mb']:.3f}", _num(row["paper_mb"])]
             if "peak_mb" in row:
                 cells.append(f"{row['peak_mb']:.1f}")
             table.add_row(*cells)
@@ -98,7 +98,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: from YAML; precedence: flags > arch file > space)")
     parser.add_argument("--iterations", type=int_in(1, MAX_ITERATIONS), metavar="N", help="training iterations per trial (default: from YAML)")
     parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N", help="batch size (default: from YAML)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
+    parser.add_argument("--device", type=device_name, default="auto", metavar="auto|cpu|cuda|cuda:N", help="training device (default: auto: cuda if there is one)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
     parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"random seed, 0..{MAX_SEED} (default: 0)")
     parser.add_argument("--teacher", metavar="PATH", help="recipe dgl: the frozen teacher, a discriminator.pt of `gas-nas train` (default: from YAML, else paper case 1 trained once and cached)")
@@ -162,12 +162,39 @@ def cohort_size(text: str):
         raise argparse.ArgumentTypeError(f"{exc}, or auto") from None
 
 
+def device_name(text: str) -> str:
+    """`--device`: auto, cpu, cuda or cuda:N (checked against the machine by `_device`)."""
+    from gas_nas.workers import parse_device
+
+    try:
+        return parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _device(name: str):
+    """The torch device `--device` names; cuda:N also becomes the current CUDA device (streams and graphs use it)."""
     import torch
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GasNasError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise GasNasError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise GasNasError(f"--device {name}: this machine has {count} CUDA device{'s' if count > 1 else ''} (cuda:0..cuda:{count - 1})")
+        torch.cuda.set_device(index)
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def _preflight(specs: list, train, quality, device, have, *, data_loaded: bool) -> None:
+    """Refuse, in one line, a trial whose predicted peak does not fit what this process may use
+    (on a CPU the kernel's out-of-memory killer would end it without a message)."""
+    from gas_nas.memory import check
+
+    reason = check(specs, train, quality, device, have, data_loaded=data_loaded)
+    if reason:
+        raise GasNasError(reason)
 
 
 def _check_data(args: argparse.Namespace) -> None:
@@ -216,6 +243,7 @@ class Train(Command):
         parser.add_argument("--json", action="store_true", help="print the metrics record as JSON")
 
     def run(self, args, console):
+        from gas_nas.memory import available
         from gas_nas.report import save_trial
         from gas_nas.search import load_resources
         from gas_nas.space import load_space
@@ -227,6 +255,7 @@ class Train(Command):
         space = load_space(args.space)
         train, line = _train_config(args, space, args.arch)
         device = _device(args.device)
+        _preflight([spec], train, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
         _check_data(args)
         res = load_resources(device, args.data_dir, teacher=_teacher(train, device, args))
         if args.json:  # stdout is the JSON record
@@ -284,13 +313,16 @@ class Search(Command):
 
     def run(self, args, console):
         import optuna
+        import torch
 
         from gas_nas.interrupt import Interrupted, StopRequest
+        from gas_nas.memory import available
         from gas_nas.progress import SearchProgress, study_status
         from gas_nas.search import SearchOptions, load_resources, open_study, record_artifacts, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort
+        from gas_nas.workers import divide
 
         artifacts = str(check_output_dir(args.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
         space = load_space(args.space)
@@ -301,21 +333,27 @@ class Search(Command):
         study_name = args.study or space.name
         if args.jobs > 1 and storage.startswith("sqlite"):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
-        device = _device(args.device)
+        plan = divide(args.jobs, _device(args.device))
+        device = torch.device(plan[0].device)
         _check_data(args)
         teacher = _teacher(space.train, device, args)
         setting = args.cohort or space.search.cohort
-        cohort = auto_cohort(device, space.train, teacher.module if teacher else None) if setting == "auto" else setting
+        cohort = auto_cohort(device, space.train, plan[0].memory_share, teacher.module if teacher else None) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
         study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler, teacher=teacher.identity() if teacher else None)
         record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
         res = load_resources(device, args.data_dir, teacher=teacher)
+        memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
         resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "") + (f" --recipe {args.recipe}" if args.recipe else "")
         resume += f" --teacher {args.teacher}" if args.teacher else ""
         if not args.quiet:
             console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
+            if memory is not None:
+                console.print(f"memory: {memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails", soft_wrap=True, markup=False)
+            if len(plan) > 1:
+                console.print(f"{len(plan)} workers:" + "".join(f"\n  {w.describe()}" for w in plan), markup=False)
             complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
             hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
             if hint:
@@ -323,10 +361,10 @@ class Search(Command):
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until) as progress:
             stop = StopRequest()
             opts = SearchOptions(
-                seed=args.seed, artifacts=artifacts, cohort=cohort, on_iteration=progress.on_iteration,
+                seed=args.seed, artifacts=artifacts, cohort=cohort, memory=memory, on_iteration=progress.on_iteration,
                 on_cohort_start=progress.on_cohort_start, should_stop=stop, callbacks=[progress],
             )
-            workers = _start_workers(args, storage, study_name, n_trials) if args.jobs > 1 else []
+            workers = _start_workers(args, plan, storage, study_name, n_trials)
             try:
                 with stop:
                     run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
@@ -357,18 +395,20 @@ def _cpu_hint(space, res, device, trials: int) -> str | None:
     return slow_search_hint(seconds_per_trial(spec, space.train, res.real, teacher=teacher), trials, space.train.iterations)
 
 
-def _start_workers(args, storage: str, study_name: str, n_trials: int | None) -> list:
-    """`--jobs K`: K-1 more `gas-nas search` processes on the same study (stdout quiet, errors shown)."""
-    import subprocess
+def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: int | None) -> list:
+    """`--jobs K`: K-1 more `gas-nas search` processes on the same study, each with its share of the machine."""
+    from gas_nas.workers import start
 
-    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--device", args.device, "--quiet"]
+    if len(plan) < 2:
+        return []
+    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
     for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size), ("--teacher", args.teacher),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
         if value is not None:
             cmd += [flag, str(value)]
     env = {**os.environ, "GAS_NAS_STORAGE": storage}  # not in argv, where `ps` would show a password
-    return [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env) for _ in range(args.jobs - 1)]
+    return start(plan, cmd, env)
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:

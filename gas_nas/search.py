@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -29,6 +29,8 @@ from gas_nas.storage import DEFAULT_ARTIFACTS, ParamBuffer, check_existing, erro
 
 if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and dashboard never need it
     import torch
+
+    from gas_nas.memory import Available
 
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 TEACHER_ATTR = "gas_nas:teacher"  # study user attribute: the teacher its trials train with (None: none)
@@ -47,6 +49,7 @@ class SearchOptions:
     seed: int = 0
     artifacts: str = DEFAULT_ARTIFACTS
     cohort: int = 1
+    memory: Available | None = None  # what a cohort may use (gas_nas.memory); None: not checked
     cuda_graph: bool = True
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
@@ -400,12 +403,21 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
 
 
 def _train(space, opts, resources, specs, seeds) -> list:
-    """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed); a cohort that runs
-    out of CUDA memory is split in halves and retried (a lone trial that still does not fit fails)."""
+    """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed). A cohort whose
+    predicted peak exceeds `opts.memory` is split in halves before it is built, and a lone trial
+    that still does not fit fails with the estimate (`gas_nas.memory`); a cohort that runs out
+    of CUDA memory all the same is split and retried."""
     import torch
 
+    from gas_nas.memory import check
     from gas_nas.train import run_cohort
 
+    too_big = opts.memory and check(specs, space.train, space.quality, resources.real.device, opts.memory)
+    if too_big:
+        if len(specs) == 1:
+            return [too_big]
+        half = len(specs) // 2
+        return _train(space, opts, resources, specs[:half], seeds[:half]) + _train(space, opts, resources, specs[half:], seeds[half:])
     try:
         return run_cohort(
             specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,

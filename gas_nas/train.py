@@ -523,12 +523,14 @@ def peak_train_memory_mb(spec: DiscriminatorSpec, train: TrainConfig, device: to
     return (torch.cuda.max_memory_allocated(device) - resident) / 2**20
 
 
-def auto_cohort(device: torch.device, train: TrainConfig, teacher: nn.Module | None = None) -> int:
+def auto_cohort(device: torch.device, train: TrainConfig, share: int = 1, teacher: nn.Module | None = None) -> int:
     """`search.cohort: auto`: 1 on a CPU; on CUDA as many trials as half the free memory holds
     at `CUDA_MEMORY_HEADROOM` times paper case 1's peak (a cohort that still runs out of
-    memory is split by the search), at most `CUDA_COHORT_MAX`."""
+    memory is split by the search), at most `CUDA_COHORT_MAX`. `share`: workers on this GPU
+    (`--jobs`), each counting on its part of the free memory."""
     if device.type != "cuda":
         return CPU_COHORT
     free, _ = torch.cuda.mem_get_info(device)
+    free //= share
     per_trial_mb = peak_train_memory_mb(DiscriminatorSpec(), train, device, teacher=teacher) * CUDA_MEMORY_HEADROOM
     return max(1, min(CUDA_COHORT_MAX, int(free / 2**20 / 2 // per_trial_mb)))

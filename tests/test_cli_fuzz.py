@@ -69,7 +69,7 @@ def _argv(paths: list[str], urls: list[str]):
     flags = {
         "cases": {"--space": path, "--write": path, "--json": None},
         "train": {"--arch": path, "--space": path, "--out": path, "--seed": NUMBER, "--iterations": NUMBER, "--batch-size": NUMBER,
-                  "--device": st.sampled_from(["cpu", "cuda", "auto", "tpu"]), "--data-dir": path, "--json": None},
+                  "--device": st.sampled_from(["cpu", "cuda", "auto", "tpu", "cuda:0", "cuda:7", "cuda:"]), "--data-dir": path, "--json": None},
         "search": {"--trials": NUMBER, "--until": NUMBER, "--jobs": NUMBER, "--space": path, "--storage": st.sampled_from(urls) | TEXT,
                    "--study": st.sampled_from(["s", "fresh"]) | TEXT, "--artifacts": path, "--seed": NUMBER, "--sampler": st.sampled_from(["tpe", "gp", "x"]), "--quiet": None},
         "show": {"--storage": st.sampled_from(urls), "--study": st.sampled_from(["s", "nope"]) | TEXT, "--json": None},

@@ -1,4 +1,4 @@
-"""The CUDA paths: a trial, the paper cases' peak memory, CUDA graph vs eager, bf16 cohorts.
+"""The CUDA paths: a trial, peak memory and its estimate, CUDA graph vs eager, bf16 cohorts.
 
 Every test is marked `cuda` (`pytest -m cuda`) and skipped where torch sees no CUDA device.
 `benchmarks/gpu_check.py` runs them and sets `GAS_NAS_GPU_FIGURES` to a JSON file into which
@@ -146,3 +146,27 @@ def test_the_teacher_stage_switch_keeps_the_cuda_graph(cuda_data, capsys, tmp_pa
     torch.testing.assert_close(losses[True], losses[False], rtol=GRAPH_RTOL, atol=GRAPH_ATOL)
     for key, value in teacher.module.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_memory_estimate_is_within_a_factor_of_two_of_the_cuda_peak(cuda_data):
+    """gas_nas.memory's CUDA estimate of a whole trial (through the CUDA graph, quality and
+    duality gap included) against the caching allocator's peak reserved memory over what it
+    held before: the six paper cases at the space's batch, and 100M parameters (base 256, depth 5)."""
+    from gas_nas.memory import MB, estimate
+
+    real, held_out, classifier = cuda_data
+    runs = [(case.name, case.spec, SHORT) for case in SPACE.cases]
+    runs.append(("base256-depth5", dataclasses.replace(SPACE.cases[0].spec, base_filters=256, depth=5), SHORT))
+    rows = {}
+    for name, spec, train in runs:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(CUDA)
+        before = torch.cuda.memory_reserved(CUDA)
+        run_trial(spec, train, QUALITY, real=real, held_out=held_out, classifier=classifier, seed=0)
+        measured = (torch.cuda.max_memory_reserved(CUDA) - before) / MB
+        predicted = estimate([spec], train, QUALITY, CUDA).peak / MB
+        rows[name] = {"estimate_mb": round(predicted, 1), "measured_mb": round(measured, 1), "ratio": round(predicted / measured, 2)}
+    record("memory_estimate", {"batch_size": SHORT.batch_size, "n_samples": QUALITY.n_samples, "cases": rows})
+    for name, row in rows.items():
+        assert 0.5 <= row["ratio"] <= 2.0, (name, row)

@@ -19,7 +19,7 @@ from gas_nas.models import build_discriminator
 from gas_nas.recipes import RECIPE_KEYS
 from gas_nas.record import TrialRecord
 from gas_nas.space import load_space
-from gas_nas.spec import load_arch
+from gas_nas.spec import DiscriminatorSpec, load_arch
 
 CASES = [c.name for c in load_space().cases]
 
@@ -275,3 +275,29 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
     out = _train(space, SearchOptions(), Resources(real=None, held_out=None, classifier=None), [space.cases[0].spec] * 4, [10, 11, 12, 13])
     assert out == ["trained 10", "trained 11", "trained 12", "CUDA out of memory"]
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
+
+
+def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too_big_fails(monkeypatch):
+    """The memory preflight (gas_nas.memory) splits a cohort in halves until each part fits the
+    budget; a trial that would not fit alone fails with the estimate and the search goes on."""
+    import torch
+
+    import gas_nas.train
+    from gas_nas.memory import MB, Available, estimate
+    from gas_nas.search import Resources, SearchOptions, _train
+
+    built = []
+
+    def fake_run_cohort(specs, seeds, *args, **kwargs):
+        built.append(seeds)
+        return [f"trained {s}" for s in seeds]
+
+    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_run_cohort)
+    space = load_space()
+    small, huge = space.cases[5].spec, DiscriminatorSpec(base_filters=1024, depth=5)
+    budget = Available(estimate([small] * 2, space.train, space.quality).peak + MB, "test")
+    resources = Resources(real=torch.empty(0), held_out=None, classifier=None)
+    out = _train(space, SearchOptions(memory=budget), resources, [small] * 4 + [huge], [10, 11, 12, 13, 14])
+    assert out[:4] == ["trained 10", "trained 11", "trained 12", "trained 13"]
+    assert out[4].startswith("not enough memory: this trial needs at least") and "available (test)" in out[4]
+    assert built == [[10, 11], [12], [13]]  # 5 = 2 + 3, 3 = 1 + 2, 2 = 1 + 1: the huge one is never built

@@ -99,6 +99,94 @@ def _assert_cases_once(trials: list[optuna.trial.FrozenTrial]) -> None:
     assert len(complete_cases) == CASES and len(set(complete_cases)) == CASES, complete_cases
 
 
+# ---------------------------------------------------------------- dividing the machine (pure)
+
+
+def _plan(jobs, device, cores, gpus=0, visible=None, cap=None):
+    from gas_nas.workers import plan_workers
+
+    return plan_workers(jobs, device, cores, gpus, visible, cap)
+
+
+def test_cpu_cores_are_divided_among_workers_and_this_process():
+    plan = _plan(2, "cpu", 2)
+    assert [(w.device, w.threads, w.memory_share) for w in plan] == [("cpu", 1, 2), ("cpu", 1, 2)]
+    assert plan[1].env == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GAS_NAS_MEMORY_SHARE": "2"}
+    assert [w.threads for w in _plan(3, "cpu", 16)] == [6, 5, 5]  # the remainder goes to the first
+    assert [w.threads for w in _plan(4, "cpu", 2)] == [1, 1, 1, 1]  # never fewer than one
+    assert [w.threads for w in _plan(2, "cpu", 16, cap=4)] == [4, 4]  # a user's OMP_NUM_THREADS caps each share
+    assert "CUDA_VISIBLE_DEVICES" not in plan[1].env
+
+
+def test_cuda_worker_i_sees_device_i_mod_n_only():
+    plan = _plan(5, "cuda", 16, gpus=2)
+    assert [w.label for w in plan] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in plan] == ["0", "1", "0", "1", "0"]
+    assert [w.device for w in plan] == ["cuda:0"] + ["cuda:0"] * 4  # a child sees one device; this process keeps its view
+    assert [w.memory_share for w in plan] == [3, 2, 3, 2, 3]  # workers on the same GPU split its memory
+    assert [w.threads for w in plan] == [4, 3, 3, 3, 3]
+    assert _plan(3, "cuda", 8, gpus=4)[1].env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_cuda_devices_map_through_this_process_visible_list_and_cuda_n_pins_all():
+    plan = _plan(2, "cuda", 4, gpus=2, visible="4,6")
+    assert [w.env["CUDA_VISIBLE_DEVICES"] for w in plan] == ["4", "6"]
+    pinned = _plan(3, "cuda:1", 6, gpus=2)
+    assert [w.label for w in pinned] == ["cuda:1"] * 3 and [w.env["CUDA_VISIBLE_DEVICES"] for w in pinned] == ["1"] * 3
+    assert [w.device for w in pinned] == ["cuda:1", "cuda:0", "cuda:0"]
+    assert [w.memory_share for w in pinned] == [3, 3, 3]
+
+
+def test_worker_lines_say_what_each_got():
+    lines = [w.describe() for w in _plan(2, "cuda", 4, gpus=2)]
+    assert lines == ["this process: cuda:0, 2 CPU threads", "worker 2: cuda:1, 2 CPU threads"]
+    assert _plan(2, "cpu", 2)[1].describe() == "worker 2: cpu, 1 CPU thread, 1/2 of the RAM"
+
+
+def test_a_started_worker_keeps_the_memory_share_its_parent_gave_it(monkeypatch):
+    import torch
+
+    from gas_nas.workers import divide
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("GAS_NAS_MEMORY_SHARE", "3")
+    (me,) = divide(1, torch.device("cpu"))
+    assert (me.device, me.memory_share, me.threads) == ("cpu", 3, threads)
+    monkeypatch.delenv("GAS_NAS_MEMORY_SHARE")
+    assert divide(1, torch.device("cpu"))[0].memory_share == 1
+    assert torch.get_num_threads() == threads  # one job leaves torch's threads alone
+
+
+@pytest.mark.parametrize("text", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_names_parse(text):
+    from gas_nas.workers import parse_device
+
+    assert parse_device(text) == text
+
+
+@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:-1", "cuda:01", "cuda:x", "cuda:1:2", "CPU", "mps", "cuda:1234"])
+def test_bad_device_names_are_one_line_exit_2(text, capsys):
+    from gas_nas.cli import main
+
+    assert main(["train", "--arch", "x.yaml", "--device", text]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected auto, cpu, cuda or cuda:N" in err[0], err
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused_in_one_line(tmp_path, capsys):
+    import torch
+
+    from gas_nas.cli import main
+
+    arch = tmp_path / "a.yaml"
+    arch.write_text("format: gas-nas/arch/v1\ndiscriminator: {}\n")
+    index = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert main(["train", "--arch", str(arch), "--device", f"cuda:{index}", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--device cuda:{index}:" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- PostgreSQL: several workers
 
 
@@ -227,10 +315,12 @@ def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env, cohort):
 def test_jobs_runs_workers_on_a_journal_storage(tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     journal = tmp_path / "studies" / "gas.journal"
-    cmd = _search(tmp_path, space, f"journal:{journal}", "jobs", "--jobs", "2", "--trials", "4")
+    cmd = [c for c in _search(tmp_path, space, f"journal:{journal}", "jobs", "--jobs", "2", "--trials", "4") if c != "--quiet"]
     run = subprocess.run(cmd, env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=WORKER_TIMEOUT)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stderr
+    # what each worker got, printed before training (OMP_NUM_THREADS=1 in cli_env caps each share)
+    assert "2 workers:\n  this process: cpu, 1 CPU thread, 1/2 of the RAM\n  worker 2: cpu, 1 CPU thread, 1/2 of the RAM" in run.stdout, run.stdout[:2000]
 
     trials = _trials(f"journal:{journal}", "jobs")
     finished = [t for t in trials if t.state.is_finished()]
