@@ -72,7 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-runs", type=non_negative_int, help="train at most this many missing runs, then write the page and stop (resume later); 0 rewrites the page from the stored runs")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
-    args.command = " ".join(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    for flag in ("--max-runs",):  # when to stop, not what is measured: the page shows the command that reproduces it
+        if flag in given[:-1]:
+            i = given.index(flag)
+            del given[i : i + 2]
+    args.command = " ".join(given)
     if args.tiny and _same_dir(args.out, DOCS):
         p.error("--tiny writes a smoke-test page; give --out DIR outside docs/ (it must never replace docs/gas-reproduction.md)")
     if args.tiny:
@@ -450,7 +455,8 @@ def write_page(path: Path, *, args, space, env: dict, results, search: dict | No
         f"{t.optimizer} lr {t.lr:g}; quality on {q.n_samples} samples (guard: FID <= {q.max_fid:g}, >= {q.min_classes} digits, entropy >= {q.min_entropy:g})",
         f"- **Seeds per case:** {args.seeds} (0..{args.seeds - 1}); **runs stored:** {stored} of {planned}"
         + ("" if stored == planned else " (the command resumes where it stopped)"),
-        f"- **Compute:** {compute / 60:.1f} min of training and measurement, summed over the stored runs (across resumes)",
+        f"- **Compute:** {compute / 60:.1f} min of training and measurement, summed over the stored runs (across resumes; "
+        "wall time, on a machine that may have been doing other work too)",
         f"- **Wall time of the last invocation:** {seconds / 60:.1f} min",
         f"- **Command:** `python docs/reproduce.py {args.command}`",
         "",
