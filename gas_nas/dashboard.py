@@ -214,16 +214,27 @@ def study_figure(study: optuna.Study):
 def no_feasible_text(study: optuna.Study) -> str | None:
     """When the feasible front is empty: say so, with the trial that came closest (fewest failed
     checks, then lowest Fréchet distance) and its reasons. None when a trial is feasible."""
+    found = no_feasible(study)
+    if found is None:
+        return None
+    n, closest = found
+    if not n:
+        return "no complete trial yet, so no feasible front"
+    return f"no feasible trial yet: {n} complete, all fail the quality guard (closest: {closest})"
+
+
+def no_feasible(study: optuna.Study) -> tuple[int, str] | None:
+    """None when a trial is feasible; else (complete trials, "trial K [case]: reasons" of the
+    closest one, "" when none is complete): what the plot, the note and `show` say."""
     if study.best_trials:
         return None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        return "no complete trial yet, so no feasible front"
+        return 0, ""
     best = closest_infeasible(complete)
     r = TrialRecord.of(best)
     case = f" [{r.case}]" if r.case else ""
-    return (f"no feasible trial yet: {len(complete)} complete, all fail the quality guard "
-            f"(closest: trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'})")
+    return len(complete), f"trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'}"
 
 
 def closest_infeasible(trials: list[FrozenTrial]) -> FrozenTrial:

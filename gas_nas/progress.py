@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
-from gas_nas.dashboard import closest_infeasible
+from gas_nas.dashboard import no_feasible
 from gas_nas.record import TrialRecord
 
 
@@ -207,16 +207,13 @@ def study_status(study: optuna.Study) -> str:
 def no_feasible_line(study: optuna.Study) -> str | None:
     """When the front is empty: say so, and which complete trial came closest (fewest failed
     checks, then lowest Fréchet distance) with its reasons."""
-    if study.best_trials:
+    found = no_feasible(study)
+    if found is None:
         return None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    n, closest = found
+    if not n:
         return "no complete trial yet, so no Pareto front"
-    best = closest_infeasible(complete)
-    r = TrialRecord.of(best)
-    case = f" [{r.case}]" if r.case else ""
-    return (f"no feasible trial: all {len(complete)} complete trials fail the quality guard (the space's `quality` thresholds); "
-            f"closest is trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'}")
+    return f"no feasible trial: all {n} complete trials fail the quality guard (the space's `quality` thresholds); closest is {closest}"
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:

@@ -30,6 +30,18 @@ def mnist_dir() -> Path:
     pytest.skip(f"real MNIST not found (looked in {', '.join(map(str, candidates))}); set GAS_NAS_DATA")
 
 
+@pytest.fixture
+def float64():
+    """Exact-arithmetic stand-in for tests that compare trials across cohorts: in fp32, the
+    cohort size changes which conv kernels run, and RMSprop's normalised steps amplify their
+    rounding differences (see README, Cohorts)."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
 @pytest.fixture(scope="session")
 def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private cache dir, so tests never read or write the user's ~/.cache."""

@@ -18,15 +18,6 @@ CASES = load_space().cases
 SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
 
 
-@pytest.fixture
-def float64():
-    """Exact-arithmetic stand-in: in fp32, K changes which conv kernels run, and RMSprop's
-    normalised steps amplify their rounding differences (see README, Cohorts)."""
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 @pytest.fixture(scope="module")
 def real(mnist_dir):
     from gas_nas.data import load_mnist

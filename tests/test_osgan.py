@@ -14,13 +14,6 @@ from gas_nas.train import Cohort, train_cohort
 PER_SAMPLE = dict(base_filters=8, depth=2, norm="none")  # no batch norm: D treats samples independently
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 @pytest.fixture(scope="module")
 def real(mnist_dir):
     from gas_nas.data import load_mnist

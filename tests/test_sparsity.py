@@ -29,13 +29,6 @@ CASES = load_space().cases
 SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 @pytest.fixture(scope="module")
 def real(mnist_dir):
     from gas_nas.data import load_mnist

@@ -26,13 +26,6 @@ SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
 TINY = {"batch_size": 4, "log_every": 1}
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
 @pytest.fixture(scope="module")
 def real(mnist_dir):
     from gas_nas.data import load_mnist
