@@ -205,7 +205,7 @@ def test_the_plot_is_refreshed_at_the_end_of_a_search_and_after_a_stop(tmp_path,
     with pytest.raises(Interrupted):
         run_search(study, space, opts, NO_RESOURCES, n_trials=4)
     assert len(refreshes) == 4 and _plotted(study) == 6  # the two trials before the stop are on it
-    assert "6/6 feasible" in _plot(study)["layout"]["title"]["text"]
+    assert "6 of 6 complete trials feasible" in _plot(study)["layout"]["title"]["text"]
 
 
 # ---------------------------------------------------------------- recording overlapped with training
