@@ -99,6 +99,9 @@ def test_a_space_that_only_flips_recipe_trains_the_other_recipe(tmp_path, built,
     check_trained_as(built, EXPECTED["dcgan"])
 
 
+SPARSE_DEFAULTS = {"sparse_mode": "dynamic", "sparse_regrow": "random", "sparse_interval": None}  # written for every trial (README)
+
+
 def test_overrides_win_and_are_all_that_is_written(tmp_path, built, real):
     train = TrainConfig.from_dict({"recipe": "dcgan", "lr": 1e-4, "g_steps": 2, **BUDGET})
     train_gan(SPEC, train, real)
@@ -106,7 +109,7 @@ def test_overrides_win_and_are_all_that_is_written(tmp_path, built, real):
     path = save_arch(tmp_path / "a.yaml", SPEC, train)
     written = yaml.safe_load(path.read_text())["train"]
     assert written == {"recipe": "dcgan", "iterations": 2, "batch_size": 8, "z_dim": 100, "log_every": 1, "divergence_loss": 1e4,
-                       "precision": "fp32", "channels_last": False, "lr": 1e-4, "g_steps": 2}
+                       "precision": "fp32", "channels_last": False, **SPARSE_DEFAULTS, "lr": 1e-4, "g_steps": 2}
     assert load_arch(path)[1] == train  # the round trip keeps recipe and overrides
     written["recipe"] = "gas"  # flipped by hand: the gas recipe, the file's two changes kept
     flipped = TrainConfig.from_dict(written)
@@ -121,7 +124,7 @@ def test_an_old_file_with_every_key_spelled_out_loads_them_as_overrides(tmp_path
     spec, train, _ = load_arch(path)
     assert spec == SPEC and train.overrides == recipes.RECIPE_KEYS
     assert (train.optimizer, train.lr, train.g_steps) == ("rmsprop", 1e-3, 4)  # what the old file trained with
-    assert train.to_dict() == old | {"precision": "fp32", "channels_last": False}  # writes back what it meant (+ newer budget keys)
+    assert train.to_dict() == old | {"precision": "fp32", "channels_last": False, **SPARSE_DEFAULTS}  # what it meant (+ newer budget keys)
 
 
 def test_precedence_is_flags_then_arch_file_then_space_key_by_key():
