@@ -241,6 +241,7 @@ def test_train_cli_records_the_teacher_and_keeps_the_students_size(tmp_path, tea
 def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
     import optuna
 
+    from gas_nas.record import TrialRecord
     from gas_nas.search import TEACHER_ATTR
 
     space = write_tiny_space(tmp_path / "tiny.yaml", search={"cohort": 1})
@@ -251,7 +252,8 @@ def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
     teacher = load_teacher(teacher_file)
     assert study.user_attrs[TEACHER_ATTR]["teacher_sha256"] == teacher.sha256
     (trial,) = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert trial.user_attrs["teacher_sha256"] == teacher.sha256 and trial.user_attrs["teacher_params"] == teacher.params
+    recorded = TrialRecord.of(trial).metrics
+    assert recorded.teacher_sha256 == teacher.sha256 and recorded.teacher_params == teacher.params
     other = write_teacher(tmp_path / "other.pt", seed=1)
     before = len(study.get_trials())
     capsys.readouterr()
