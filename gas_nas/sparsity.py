@@ -90,21 +90,20 @@ class SparseMasks:
         positions that were already off: at random (SET) or by gradient magnitude (RigL).
         The nonzero count never changes; regrown weights start at zero."""
         for w, m in zip(self.weights, self.masks):
-            mask, flat = m.view(-1), w.detach().view(-1)
+            mask, flat = m.view(-1), w.detach().reshape(-1)  # reshape: a channels_last weight is read in logical order
             active = mask.bool()
             n = min(int(fraction * int(active.sum())), int((~active).sum()))
             if n == 0:
                 continue
             pruned = torch.topk(torch.where(active, flat.abs(), math.inf), n, largest=False).indices
             if regrow == "gradient":
-                grad = w.grad.view(-1).abs() if w.grad is not None else torch.zeros_like(flat)
+                grad = w.grad.reshape(-1).abs() if w.grad is not None else torch.zeros_like(flat)
                 grown = torch.topk(torch.where(active, -math.inf, grad), n).indices
             else:
                 off = (~active).nonzero().view(-1)
                 grown = off[torch.randperm(off.numel(), generator=generator)[:n].to(off.device)]
             mask[pruned] = 0
-            mask[grown] = 1
-            flat[grown] = 0
+            mask[grown] = 1  # a grown weight is zero already: masked-out weights stay zero between updates
         self.apply()
 
     def nonzero(self) -> int:

@@ -100,14 +100,15 @@ class Cohort:
             torch.manual_seed(seed)
             gens.append(build_generator(train.z_dim, train.init_std, recipe.init, device=device))
             self.discriminators.append(build_discriminator(spec, train.init_std, recipe.init, device=device))
-        # Sparse discriminators (density < 1): ERK masks from each trial's own stream, applied after every D update.
-        self.mask_rngs = [sparsity.mask_generator(seed) for seed in seeds]
-        self.masks = [sparsity.attach(D, spec.density, rng) for D, spec, rng in zip(self.discriminators, specs, self.mask_rngs)]
         self.G = FusedGenerator.from_generators(gens)
         if train.channels_last:
             self.G.to(memory_format=torch.channels_last)
             for D in self.discriminators:
                 D.to(memory_format=torch.channels_last)
+        # Sparse discriminators (density < 1): ERK masks from each trial's own stream, applied after every
+        # D update; attached after any layout change, which would replace the mask buffers it holds.
+        self.mask_rngs = [sparsity.mask_generator(seed) for seed in seeds]
+        self.masks = [sparsity.attach(D, spec.density, rng) for D, spec, rng in zip(self.discriminators, specs, self.mask_rngs)]
         self.g_params = list(self.G.parameters())
         self.d_params = [list(D.parameters()) for D in self.discriminators]
         self.opt_g = make_optimizer(self.g_params, train, device, capturable=capturable)

@@ -80,6 +80,15 @@ def test_masks_hold_after_every_step_and_prune_regrow_keeps_the_count(real, mode
     assert (moved > 0) == (mode == "dynamic")
 
 
+def test_channels_last_keeps_one_set_of_masks_and_they_hold(real) -> None:
+    """A layout change replaces buffers: the masks the trainer updates must be the ones the model holds."""
+    train = TrainConfig(iterations=6, batch_size=4, log_every=1, channels_last=True, sparse_interval=2, sparse_regrow="gradient")
+    cohort, _ = train_cohort([sparse(SMALL, 0.3)], [2], train, real)
+    masks, held = cohort.masks[0], sparsity.masks_of(cohort.discriminators[0])
+    assert all(a is b for a, b in zip(masks.masks, held.masks))
+    assert all(not bool(w[m == 0].any()) for w, m in zip(masks.weights, masks.masks))
+
+
 def test_updates_follow_the_schedule() -> None:
     train = TrainConfig(iterations=200)
     due = [it for it in range(1, 201) if sparsity.update_due(it, train)]
