@@ -4,7 +4,9 @@ Each finished run is stored at once (its metrics as JSON, its sample grid as PNG
 that is committed, keyed by everything that changes its numbers, and skipped when the same
 command runs again; a run stopped at any point loses at most the run in progress.
 `docs/reproduce.py` (and every other evidence script) plans its runs as `Run`s and calls
-`train_missing`, then reads `load_run` to write its page.
+`train_missing`, then reads `load_run` to write its page. Several processes running the same
+command share its runs (each claims a run before training it), so a 2-core machine can run two
+one-thread workers.
 """
 
 from __future__ import annotations
@@ -162,15 +164,54 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def claim(folder: Path, run: Run) -> bool:
+    """Claim `run` for this process (an exclusive `.claim` file holding our pid), so that other
+    workers of the same command skip it; a claim whose process has died is taken over."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{run.stem}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _claim_alive(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{platform.node()} {os.getpid()}\n")
+        return True
+    return False
+
+
+def _claim_alive(path: Path) -> bool:
+    """Whether the process named in a claim file still runs (a claim from another host counts as alive)."""
+    try:
+        host, pid = path.read_text().split()
+        if host != platform.node():
+            return True
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True  # being written, or not ours to judge
+    return True
+
+
+def release(folder: Path, run: Run) -> None:
+    (Path(folder) / f".{run.stem}.claim").unlink(missing_ok=True)
+
+
 def train_missing(runs: list[Run], quality: QualityConfig, res, folder: Path, *, max_runs: int | None,
                   log: Callable[[str], None], on_stored: Callable[[], None]) -> int:
     """Train the runs not stored yet (at most `max_runs`), in cohorts of `auto_cohort` (1 on a
     CPU) of consecutive runs with the same train config; store each as its cohort finishes and
     call `on_stored()`. Says how long it will take first and prints progress every tenth of a
-    run. Returns how many were trained."""
+    run. A run claimed by another worker of the same command is skipped (`claim`). Returns how
+    many were trained."""
     import torch
 
-    from gas_nas.train import auto_cohort, run_cohort
+    from gas_nas.train import auto_cohort
 
     unstored = [r for r in runs if load_run(folder, r) is None]
     missing = unstored if max_runs is None else unstored[:max_runs]
@@ -187,29 +228,48 @@ def train_missing(runs: list[Run], quality: QualityConfig, res, folder: Path, *,
             chunks[-1].append(run)
         else:
             chunks.append([run])
-    done, spent = 0, 0.0
+    done, trained, spent = 0, 0, 0.0
     for chunk in chunks:
-        start = time.perf_counter()
-        label = ", ".join(f"{r.name} seed {r.seed}" for r in chunk)
-        step = max(1, chunk[0].train.iterations // 10)
-
-        def progress(it: int, total: int, label=label, start=start) -> None:
-            if it % step == 0 or it == total:
-                log(f"  [{done + len(chunk)}/{len(missing)}] {label}: {it}/{total} iterations, {(time.perf_counter() - start) / 60:.1f} min")
-
-        teacher = {"teacher": chunk[0].teacher} if chunk[0].teacher is not None else {}
-        outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], chunk[0].train, quality,
-                          real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress, **teacher)
-        for run, out in zip(chunk, outs):
-            store_run(folder, run, out, torch.get_num_threads())
-            m = out.metrics
-            log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
-        done += len(chunk)
-        spent += time.perf_counter() - start
-        left = estimate * (len(missing) - done) / len(missing)
-        log(f"  {done}/{len(missing)} runs done in {minutes(spent)}; about {minutes(left)} left")
-        on_stored()
-    return len(missing)
+        mine = [r for r in chunk if load_run(folder, r) is None and claim(folder, r)]
+        if len(mine) < len(chunk):
+            log(f"  skipped {len(chunk) - len(mine)} run(s) stored or claimed by another worker meanwhile")
+        done += len(chunk) - len(mine)
+        if mine:
+            try:
+                spent += _train_chunk(mine, quality, res, folder, done, len(missing), log)
+            finally:
+                for run in mine:
+                    release(folder, run)
+            done += len(mine)
+            trained += len(mine)
+            left = estimate * (len(missing) - done) / len(missing)
+            log(f"  {done}/{len(missing)} runs done in {minutes(spent)}; about {minutes(left)} left")
+            on_stored()
+    return trained
 
 
-__all__ = ["Run", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "plan_run", "store_run", "train_missing"]
+def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, done: int, total: int,
+                 log: Callable[[str], None]) -> float:
+    """Train one cohort of runs and store each; returns the seconds it took."""
+    import torch
+
+    from gas_nas.train import run_cohort
+
+    start = time.perf_counter()
+    label = ", ".join(f"{r.name} seed {r.seed}" for r in chunk)
+    step = max(1, chunk[0].train.iterations // 10)
+
+    def progress(it: int, iterations: int) -> None:
+        if it % step == 0 or it == iterations:
+            log(f"  [{done + len(chunk)}/{total}] {label}: {it}/{iterations} iterations, {(time.perf_counter() - start) / 60:.1f} min")
+
+    teacher = {"teacher": chunk[0].teacher} if chunk[0].teacher is not None else {}
+    outs = run_cohort([r.spec for r in chunk], [r.seed for r in chunk], chunk[0].train, quality,
+                      real=res.real, held_out=res.held_out, classifier=res.classifier, progress=progress, **teacher)
+    for run, out in zip(chunk, outs):
+        store_run(folder, run, out, torch.get_num_threads())
+        m = out.metrics
+        log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
+    return time.perf_counter() - start
+
+__all__ = ["Run", "claim", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "plan_run", "release", "store_run", "train_missing"]

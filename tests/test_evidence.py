@@ -1,0 +1,75 @@
+"""Evidence runs shared by several workers: a run claimed by one is skipped by the others."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gas_nas.evidence import claim, load_run, plan_run, release, train_missing
+from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+
+from conftest import TINY_BUDGET, TINY_QUALITY
+
+MACHINE = {"torch": "t", "device": "cpu", "cpu": "c"}
+
+
+def tiny_run(seed: int, quality: QualityConfig | None = None):
+    train = TrainConfig(**TINY_BUDGET)
+    return plan_run("tiny", "tiny", DiscriminatorSpec(base_filters=4, depth=1), seed, train, quality or QualityConfig(), MACHINE, "k")
+
+
+def test_a_claim_is_exclusive_until_released(tmp_path: Path):
+    run = tiny_run(0)
+    assert claim(tmp_path, run)
+    assert not claim(tmp_path, run)  # a live claim (ours) holds
+    assert claim(tmp_path, tiny_run(1))  # another run is free
+    release(tmp_path, run)
+    assert claim(tmp_path, run)
+
+
+def test_a_claim_of_a_dead_worker_is_taken_over(tmp_path: Path):
+    run = tiny_run(0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert claim(tmp_path, run)
+    path = next(tmp_path.glob("*.claim"))
+    host = path.read_text().split()[0]
+    path.write_text(f"{host} {dead.pid}\n")  # as if a killed worker had left it
+    assert claim(tmp_path, run)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path.write_text(f"{host} {alive.pid}\n")
+        assert not claim(tmp_path, run)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_train_missing_skips_a_run_another_worker_claimed(tmp_path: Path, mnist_dir: Path, classifier_cache: Path, mnist_classifier,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    from gas_nas.search import load_resources
+
+    monkeypatch.setenv("GAS_NAS_CACHE", str(classifier_cache))
+    quality = dataclasses.replace(QualityConfig(), **TINY_QUALITY)
+    runs = [tiny_run(seed, quality) for seed in range(2)]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert claim(tmp_path, runs[0])
+        path = next(tmp_path.glob("*.claim"))
+        path.write_text(f"{path.read_text().split()[0]} {other.pid}\n")  # held by another live worker
+        lines: list[str] = []
+        res = load_resources(torch.device("cpu"), str(mnist_dir))
+        trained = train_missing(runs, quality, res, tmp_path, max_runs=None, log=lines.append, on_stored=lambda: None)
+    finally:
+        other.kill()
+        other.wait()
+    assert trained == 1
+    assert load_run(tmp_path, runs[0]) is None and load_run(tmp_path, runs[1]) is not None
+    assert any("claimed by another worker" in line for line in lines)
+    assert len(list(tmp_path.glob("*.claim"))) == 1  # only the other worker's claim remains
