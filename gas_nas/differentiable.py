@@ -1,0 +1,255 @@
+"""One-shot differentiable search (after alphaGAN, Tian et al.): train a discriminator supernet
+and its architecture weights in one run, then hand the most probable discrete discriminators
+to the study as ordinary trials.
+
+Bilevel, first order (DARTS): the inner level trains the supernet's weights and the generator
+with the recipe's losses, schedule and optimiser on one half of MNIST's training images; the
+outer level moves the architecture weights alpha (Adam) on the other half to minimise
+
+    L_D(G, D_alpha) on held-out images + lambda * log E_alpha[parameters]
+
+where the expectation is exact (every combination's parameter count, `supernet.param_table`).
+The discriminator term is the supernet's own LSGAN loss against the current generator, which
+a discriminator that outputs a constant 0.5 cannot win (it scores 0.25, a discriminating one
+less). alphaGAN's discriminator-side term, L_D(G', D_alpha) against a best-response generator
+G', is not used: a constant 0.5 scores 0.25 there too, while any discriminator a generator can
+exploit scores more (`best_response_d_loss`; docs/differentiable.md measures both).
+
+Mixing weights are Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to
+TAU_END over the run; the first WARMUP of the iterations train the weights only, then weight
+iterations and alpha steps alternate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from gas_nas.errors import GasNasError
+from gas_nas.interrupt import Interrupted
+from gas_nas.models import build_generator
+from gas_nas.recipes import get_recipe, lsgan_d_loss, lsgan_g_loss, make_optimizer
+from gas_nas.spec import DiscriminatorSpec, TrainConfig
+from gas_nas.supernet import AXES, SuperDiscriminator, SupernetSpace, entropy, expected_params, param_table
+
+STRATEGY = "differentiable"
+WARMUP = 0.25  # fraction of the iterations before alpha moves (DARTS-style warm-up; our choice, not measured)
+TAU_START, TAU_END = 5.0, 0.5  # Gumbel-softmax temperature (FBNet starts at 5.0; annealed exponentially to 0.5)
+ALPHA_LR, ALPHA_BETAS, ALPHA_DECAY = 3e-4, (0.5, 0.999), 1e-3  # DARTS' architecture Adam, as alphaGAN's
+REPORTS = 10  # how often the terminal hears the argmax and alpha's entropy after warm-up
+
+
+@dataclass
+class Report:
+    """Where the supernet stands after an alpha phase."""
+
+    iteration: int
+    iterations: int
+    argmax: DiscriminatorSpec
+    entropy: float  # nats, summed over the mixed axes
+    outer: float  # the last outer loss
+
+
+@dataclass
+class Derived:
+    """A discrete discriminator derived from a supernet, with what made it."""
+
+    spec: DiscriminatorSpec
+    probability: float  # joint probability under the final alpha
+    rank: int  # 0: the argmax
+
+
+@dataclass
+class SupernetResult:
+    lam: float
+    iterations: int
+    seed: int
+    probs: dict[str, list[float]]  # per mixed axis, over its candidates (in the space's order)
+    candidates: dict[str, list]  # the candidates those probabilities are over
+    fixed: dict
+    derived: list[Derived]
+    seconds: float
+    entropy: float
+    reports: list[Report] = field(default_factory=list)
+
+    def provenance(self, item: Derived) -> dict:
+        """The record a derived trial carries (`TrialRecord.provenance`)."""
+        return {
+            "strategy": STRATEGY, "lambda": self.lam, "iterations": self.iterations, "seed": self.seed,
+            "rank": item.rank, "probability": item.probability, "alpha_probs": self.probs,
+            "candidates": self.candidates, "fixed": self.fixed, "supernet_seconds": round(self.seconds, 1),
+        }
+
+
+def schedule(iterations: int) -> tuple[int, list[bool]]:
+    """(warm-up iterations, per iteration: is it an alpha step?). Warm-up first, then weight
+    iterations and alpha steps alternate (alpha first), so even 2 iterations move alpha once."""
+    warmup = max(1, int(iterations * WARMUP)) if iterations > 1 else iterations
+    return warmup, [i >= warmup and (i - warmup) % 2 == 0 for i in range(iterations)]
+
+
+def temperature(i: int, iterations: int) -> float:
+    return TAU_START * (TAU_END / TAU_START) ** (i / max(1, iterations - 1))
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """torch's `F.gumbel_softmax` draws from the global generator; this one from `gen`."""
+    u = torch.rand(logits.shape, generator=gen, device=logits.device, dtype=logits.dtype).clamp(1e-10, 1 - 1e-7)
+    return torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+
+
+class ArchWeights:
+    """alpha: one logit vector per mixed axis (an axis with one candidate has none: weight 1)."""
+
+    def __init__(self, sspace: SupernetSpace, device: torch.device):
+        self.sspace, self.device = sspace, device
+        self.alpha = {a: torch.zeros(n, device=device, requires_grad=True) for a, n in zip(AXES, sspace.sizes) if n > 1}
+
+    def probs(self) -> dict[str, torch.Tensor]:
+        return {a: torch.softmax(self.alpha[a], -1) if a in self.alpha else torch.ones(1, device=self.device) for a in AXES}
+
+    def sample(self, tau: float, gen: torch.Generator, grad: bool) -> dict[str, torch.Tensor]:
+        out = {}
+        for a in AXES:
+            if a not in self.alpha:
+                out[a] = torch.ones(1, device=self.device)
+            else:
+                logits = self.alpha[a] if grad else self.alpha[a].detach()
+                out[a] = gumbel_softmax(logits, tau, gen)
+        return out
+
+    def ranked(self, k: int) -> list[tuple[dict[str, int], float]]:
+        """The k most probable combinations (index dicts) with their joint probabilities."""
+        probs = {a: p.detach().double().cpu() for a, p in self.probs().items()}
+        joint = [(choice, math.prod(float(probs[a][choice[a]]) for a in AXES)) for choice in self.sspace.choices()]
+        return sorted(joint, key=lambda cp: -cp[1])[:k]
+
+
+def run_supernet(
+    sspace: SupernetSpace,
+    train: TrainConfig,
+    real: torch.Tensor,
+    lam: float,
+    seed: int,
+    *,
+    derive: int = 1,
+    on_iteration: Callable[[int, int], None] | None = None,
+    on_report: Callable[[Report], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SupernetResult:
+    """Train one supernet for `train.iterations` iterations at size weight `lam` and derive the
+    `derive` most probable discriminators. Raises `Interrupted` when `should_stop()` turns true."""
+    start = time.perf_counter()
+    device = real.device
+    recipe = get_recipe(train.recipe)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    order = torch.randperm(real.shape[0], generator=gen, device=device)
+    inner_images, outer_images = real[order[: real.shape[0] // 2]], real[order[real.shape[0] // 2 :]]
+    torch.manual_seed(seed)
+    with torch.device(device):
+        D = SuperDiscriminator(sspace)
+    recipe.init(D, train.init_std)
+    G = build_generator(train.z_dim, train.init_std, recipe.init, device)
+    arch = ArchWeights(sspace, device)
+    opt_d, opt_g = make_optimizer(D.parameters(), train, device), make_optimizer(G.parameters(), train, device)
+    opt_a = torch.optim.Adam(list(arch.alpha.values()), lr=ALPHA_LR, betas=ALPHA_BETAS, weight_decay=ALPHA_DECAY)
+    table = param_table(sspace).to(device)
+    g_params = list(G.parameters())
+    batch, z_dim = train.batch_size, train.z_dim
+
+    def images(pool: torch.Tensor) -> torch.Tensor:
+        return pool[torch.randint(0, pool.shape[0], (batch,), generator=gen, device=device)]
+
+    def noise() -> torch.Tensor:
+        return torch.randn(batch, z_dim, generator=gen, device=device)
+
+    warmup, alpha_steps = schedule(train.iterations)
+    every = max(1, sum(alpha_steps) // REPORTS)
+    reports, done_alpha, outer = [], 0, math.nan
+    for i, is_alpha in enumerate(alpha_steps):
+        if should_stop is not None and should_stop():
+            raise Interrupted
+        tau = temperature(i, train.iterations)
+        if is_alpha:
+            x = images(outer_images)
+            with torch.no_grad():
+                fake = G(noise())
+            w = arch.sample(tau, gen, grad=True)
+            size = torch.log(expected_params(table, arch.probs()))
+            loss = lsgan_d_loss(D(x, w), D(fake, w)) + lam * size
+            opt_a.zero_grad(set_to_none=False)
+            loss.backward(inputs=list(arch.alpha.values()))
+            opt_a.step()
+            outer, done_alpha = float(loss.detach()), done_alpha + 1
+            if not math.isfinite(outer):
+                raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: outer loss {outer}")
+            if done_alpha % every == 0 or i == train.iterations - 1:
+                probs = arch.probs()
+                reports.append(Report(i + 1, train.iterations, sspace.spec(arch.ranked(1)[0][0]), entropy({a: probs[a] for a in arch.alpha}), outer))
+                if on_report is not None:
+                    on_report(reports[-1])
+        else:
+            _weight_iteration(D, G, arch.sample(tau, gen, grad=False), lambda: images(inner_images), noise, opt_d, opt_g, g_params, train)
+        if on_iteration is not None:
+            on_iteration(i + 1, train.iterations)
+    probs = arch.probs()
+    mixed = {a: probs[a].detach().double().cpu().tolist() for a in arch.alpha}
+    derived = [Derived(sspace.spec(choice), p, rank) for rank, (choice, p) in enumerate(arch.ranked(derive))]
+    candidates = {a: [list(c) if isinstance(c, tuple) else c for c in sspace.candidates(a)] for a in arch.alpha}
+    return SupernetResult(lam, train.iterations, seed, mixed, candidates, dict(sspace.fixed), derived, time.perf_counter() - start,
+                          entropy({a: probs[a] for a in arch.alpha}), reports)
+
+
+def _weight_iteration(D, G, w, real, noise, opt_d, opt_g, g_params, train: TrainConfig) -> None:
+    """One iteration of the recipe's schedule on the supernet with mixing weights `w` (one
+    Gumbel draw per iteration): d_steps D updates, then g_steps G updates."""
+    recipe = get_recipe(train.recipe)
+    for _ in range(train.d_steps):
+        x = real()
+        with torch.no_grad():
+            fake = G(noise())
+        d_loss = recipe.d_loss(D(x, w), D(fake, w))
+        opt_d.zero_grad(set_to_none=False)
+        d_loss.backward()
+        opt_d.step()
+    for _ in range(train.g_steps):
+        g_loss = recipe.g_loss(D(G(noise()), w))
+        opt_g.zero_grad(set_to_none=False)
+        g_loss.backward(inputs=g_params)
+        opt_g.step()
+    d, g = float(d_loss.detach()), float(g_loss.detach())
+    if not (math.isfinite(d) and math.isfinite(g)):
+        raise GasNasError(f"supernet diverged: D loss {d}, G loss {g}")
+
+
+# ---------------------------------------------------------------- the outer objective, checked
+
+
+def held_out_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.Module, images: torch.Tensor, z: torch.Tensor) -> float:
+    """The outer level's discriminator term: L_D of `D` on held-out images and G's samples."""
+    with torch.no_grad():
+        return float(lsgan_d_loss(D(images), D(G(z))))
+
+
+def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.Module, images: torch.Tensor, z: torch.Tensor,
+                         train: TrainConfig, steps: int, seed: int) -> float:
+    """alphaGAN's discriminator-side term: L_D of `D` against G', a copy of G trained `steps`
+    steps of the recipe's optimiser against the frozen `D` (as gas_nas.balance's best response)."""
+    device = images.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    best = copy.deepcopy(G).train()
+    params = list(best.parameters())
+    opt = make_optimizer(params, train, device)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=False)
+        lsgan_g_loss(D(best(torch.randn(train.batch_size, train.z_dim, generator=gen, device=device)))).backward(inputs=params)
+        opt.step()
+    return held_out_d_loss(D, best, images, z)
+
+
+__all__ = ["ArchWeights", "Derived", "Report", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule"]
