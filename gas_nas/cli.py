@@ -150,6 +150,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def lambda_list(text: str) -> tuple[float, ...]:
+    """`--lambdas a,b,c`: size weights of the differentiable strategy, finite and >= 0."""
+    from gas_nas.errors import SpaceError
+    from gas_nas.spec import check_lambdas
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+        check_lambdas(values, "--lambdas")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, got {text!r}") from None
+    except SpaceError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--lambdas: ")) from None
+    return values
+
+
 def cohort_size(text: str):
     """`--cohort`: `auto` or an integer in 1..MAX_COHORT."""
     from gas_nas.spec import MAX_COHORT
@@ -308,6 +323,8 @@ class Search(Command):
         _add_study(parser, "folder for each trial's sample grid and loss curves, recorded in the study for the dashboard (default: studies/artifacts)")
         _add_training(parser)
         parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
+        parser.add_argument("--strategy", choices=["optuna", "differentiable"], help="optuna: the sampler proposes every trial; differentiable: supernets propose them (default: from YAML, optuna)")
+        parser.add_argument("--lambdas", type=lambda_list, metavar="A,B,C", help="differentiable: one supernet per size weight (default: from YAML, 0.01,0.1,1)")
         parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")
         parser.add_argument("--quiet", action="store_true", help="plain output: failures and the final front only")
 
@@ -327,7 +344,15 @@ class Search(Command):
         artifacts = str(check_output_dir(args.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
         space = load_space(args.space)
         train, line = _train_config(args, space)
-        space = dataclasses.replace(space, train=train)
+        search = {k: v for k, v in (("strategy", args.strategy), ("lambdas", args.lambdas)) if v is not None}
+        space = dataclasses.replace(space, train=train, search=dataclasses.replace(space.search, **search))
+        differentiable = space.search.strategy == "differentiable"
+        if differentiable:
+            from gas_nas.differentiable import fixed_line
+
+            supernet_line = fixed_line(space)  # a space the supernet cannot represent: one line, before any work
+            if args.jobs > 1 or args.until:
+                raise GasNasError("--strategy differentiable runs its supernets in one process: drop --jobs and --until")
         n_trials = args.trials if args.trials or args.until else 50
         storage = _storage(args)
         study_name = args.study or space.name
@@ -354,6 +379,21 @@ class Search(Command):
                 console.print(f"memory: {memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails", soft_wrap=True, markup=False)
             if len(plan) > 1:
                 console.print(f"{len(plan)} workers:" + "".join(f"\n  {w.describe()}" for w in plan), markup=False)
+        resume += " --strategy differentiable" if differentiable else ""
+        resume += f" --lambdas {','.join(f'{v:g}' for v in args.lambdas)}" if args.lambdas else ""
+        if differentiable:
+            stop = StopRequest()
+            try:
+                with stop:
+                    waiting = _propose(console, args, space, study, res, stop, supernet_line)
+            except (Interrupted, KeyboardInterrupt):
+                print(f"gas-nas: stopped by {stop.name or 'SIGINT'} during the supernet phase; no trial was running, finished supernets' trials are queued. Resume with: {resume}", file=sys.stderr)
+                return stop.exit_code
+            n_trials = args.trials or waiting
+            if not n_trials:
+                _print_front(console, study, quiet=args.quiet)
+                return 0
+        if not args.quiet:
             complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
             hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
             if hint:
@@ -380,6 +420,53 @@ class Search(Command):
             print(f"gas-nas: {len(failed)} of {args.jobs - 1} extra workers failed (see their messages above)", file=sys.stderr)
             return 1
         return 0
+
+
+def _propose(console: Console, args, space, study, res, stop, supernet_line: str) -> int:
+    """The differentiable strategy's supernet phase: a bar per supernet, a line after each alpha
+    phase, a closing table of the proposals; returns how many trials wait in the queue."""
+    from gas_nas.differentiable import propose
+    from gas_nas.progress import human_time
+    from gas_nas.search import waiting_trials
+    from gas_nas.supernet import uniform_entropy, supernet_space
+
+    say = (lambda line: None) if args.quiet else (lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False))
+    say(supernet_line)
+    full = uniform_entropy(supernet_space(space))
+    bar = _iteration_bar(console, args.quiet)
+    task = None
+
+    def start(lam: float) -> None:
+        nonlocal task
+        if task is not None:
+            bar.remove_task(task)
+        task = bar.add_task(f"supernet lambda {lam:g}", total=space.train.iterations)
+        say(f"supernet lambda {lam:g}: {space.train.iterations} iterations (a quarter warm-up, then weight and alpha steps alternate)")
+
+    def report(r) -> None:
+        say(f"  {r.iteration}/{r.iterations}: argmax {_short(r.argmax)}; alpha entropy {r.entropy:.2f} nats (uniform {full:.2f}); outer loss {r.outer:.4f}")
+
+    def done(result) -> None:
+        say(f"supernet lambda {result.lam:g} took {human_time(result.seconds)}")
+
+    with bar:
+        proposals = propose(study, space, res.real, args.seed, on_supernet=start, on_iteration=lambda i, n: bar.update(task, completed=i),
+                            on_report=report, on_done=done, should_stop=stop)
+    if not args.quiet and proposals:
+        table = Table(title="trials proposed by the supernets")
+        for column in ("lambda", "rank", "discriminator", "probability", "trial"):
+            table.add_column(column, justify="right" if column in ("lambda", "rank", "probability", "trial") else "left")
+        for p in proposals:
+            table.add_row(f"{p.lam:g}", str(p.derived.rank), _short(p.derived.spec), f"{p.derived.probability:.3f}",
+                          f"#{p.trial} queued" if p.enqueued else f"#{p.trial} (already in the study)")
+        console.print(table)
+    return waiting_trials(study)
+
+
+def _short(spec) -> str:
+    """A discriminator in the words of the mixed axes."""
+    layer = ("depthwise-separable" if spec.conv == "depthwise_separable" else "standard") + (" inception" if spec.inception else "")
+    return f"{layer}, {spec.downsample}, base {spec.base_filters}, depth {spec.depth}"
 
 
 def _cpu_hint(space, res, device, trials: int) -> str | None:
@@ -426,9 +513,9 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
     density = [(r["spec"] or {}).get("density", 1.0) for r in rows]
     sparse = any(d < 1 for d in density)  # a density column only where some trial is sparse
     for col in ["trial", "case", *names, "fid", "classes", "params", *(["density"] if sparse else []), "feasible"]:
-        table.add_column(col, justify="left" if col == "case" else "right")
+        table.add_column(col, justify="left" if col == "case" else "right")  # case: the paper case, or the supernet that proposed the trial
     for r, d in zip(rows, density):
-        cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["case"] or ""]
+        cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["origin"]]
         cells += [f"{r[n]:.4g}" for n in names]
         fid = r["fid"]
         cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{r['d_params']:,}" if r["d_params"] else "-"]
@@ -437,7 +524,7 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
         table.add_row(*cells)
     if quiet and not console.is_terminal:
         for r in rows:
-            print(" ".join(str(c) for c in [r["trial"], r["case"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
+            print(" ".join(str(c) for c in [r["trial"], r["origin"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
     else:
         console.print(table)
     if not best:

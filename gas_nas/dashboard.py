@@ -91,7 +91,7 @@ def trial_note(trial: FrozenTrial) -> str:
     r = TrialRecord.of(trial)
     m = r.metrics
     get = (lambda key: getattr(m, key)) if m else (lambda key: None)
-    lines = [f"### Trial {trial.number}" + (f": {case_words(r.case)}" if r.case else "")]
+    lines = [f"### Trial {trial.number}" + (f": {case_words(r.case)}" if r.case else f": proposed by a {r.label}" if r.label else "")]
     if trial.state == TrialState.COMPLETE:
         lines.append("**Feasible**: passes the quality guard." if r.feasible else f"**Infeasible**: {r.infeasible_reason or 'fails the quality guard'}.")
     else:
@@ -103,6 +103,7 @@ def trial_note(trial: FrozenTrial) -> str:
         ("imbalance", _join(_fmt(get("imbalance"), ".3f"), f"(D loss {_fmt(get('d_loss'), '.3f')}, G loss {_fmt(get('g_loss'), '.3f')}; equilibrium 0.25 / 0.125)")),
         ("size", _join(_fmt(get("d_param_mb"), ".3f"), f"MB ({_fmt(get('d_params'), ',d')} parameters)")),
         ("paper's MB", _join(_fmt(r.paper_mb, "g"), "(GPU memory the paper reported, TensorFlow)")),
+        ("supernet", _provenance(r.provenance)),
         ("teacher (training only)", _join(_fmt(get("teacher_mb"), ".3f"), f"MB ({_fmt(get('teacher_params'), ',d')} parameters, sha256 {(get('teacher_sha256') or '')[:12]})") if get("teacher_sha256") else "-"),
         ("iterations", _fmt(get("iterations"), "d")),
         ("seconds", _join(_fmt(get("seconds"), ".1f"), f"(its share of a cohort of {get('cohort')})" if (get("cohort") or 1) > 1 else "")),
@@ -110,6 +111,14 @@ def trial_note(trial: FrozenTrial) -> str:
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
     return "\n".join(lines) + "\n"
+
+
+def _provenance(p: dict | None) -> str:
+    """A differentiable proposal's record in a line: its lambda, rank, probability and the supernet's cost."""
+    if not p:
+        return "-"
+    return (f"lambda {p.get('lambda'):g}, rank {p.get('rank', 0) + 1}, probability {p.get('probability', 0):.3f}, "
+            f"{p.get('iterations')} iterations in {p.get('supernet_seconds')} s (seed {p.get('seed')})")
 
 
 def case_words(case: str) -> str:
@@ -233,7 +242,7 @@ def no_feasible(study: optuna.Study) -> tuple[int, str] | None:
         return 0, ""
     best = closest_infeasible(complete)
     r = TrialRecord.of(best)
-    case = f" [{r.case}]" if r.case else ""
+    case = f" [{r.label}]" if r.label else ""
     return len(complete), f"trial {best.number}{case}: {r.infeasible_reason or 'no reason recorded'}"
 
 
@@ -315,7 +324,7 @@ def _xy(t: FrozenTrial) -> tuple[float | None, float | None]:
 
 def _hover(t: FrozenTrial) -> str:
     r = TrialRecord.of(t)
-    head = f"trial {t.number}" + (f" ({r.case})" if r.case else "")
+    head = f"trial {t.number}" + (f" ({r.label})" if r.label else "")
     why = r.fail_reason if t.state == TrialState.FAIL else r.infeasible_reason
     return head + (f"<br>{why}" if why else "")
 

@@ -227,6 +227,59 @@ def _weight_iteration(D, G, w, real, noise, opt_d, opt_g, g_params, train: Train
         raise GasNasError(f"supernet diverged: D loss {d}, G loss {g}")
 
 
+# ---------------------------------------------------------------- proposals for a study
+
+
+@dataclass
+class Proposal:
+    """A derived spec as the study received it."""
+
+    lam: float
+    derived: Derived
+    trial: int  # its trial number
+    enqueued: bool  # False: the study already had a trial of this spec (that one's number)
+
+
+def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callable[[float], None] | None = None,
+            on_iteration: Callable[[int, int], None] | None = None, on_report: Callable[[Report], None] | None = None,
+            on_done: Callable[[SupernetResult], None] | None = None, should_stop: Callable[[], bool] | None = None) -> list[Proposal]:
+    """One supernet per `space.search.lambdas`, each one's `derive` most probable specs enqueued
+    into `study` with their provenance (a spec the study has is not enqueued again). A supernet
+    already recorded in the study with the same settings is not run again, so a stopped
+    search resumes where it stopped."""
+    from gas_nas.search import add_supernet_record, enqueue_proposals, supernet_records
+    from gas_nas.supernet import supernet_space
+
+    sspace = supernet_space(space)
+    out: list[Proposal] = []
+    for lam in space.search.lambdas:
+        key = {"lambda": lam, "seed": seed, "train": space.train.to_dict(), "derive": space.search.derive,
+               "candidates": {a: [list(c) if isinstance(c, tuple) else c for c in sspace.candidates(a)] for a in AXES}, "fixed": sspace.fixed}
+        if any(r.get("key") == key for r in supernet_records(study)):
+            continue
+        if on_supernet is not None:
+            on_supernet(lam)
+        result = run_supernet(sspace, space.train, real, lam, seed, derive=space.search.derive,
+                              on_iteration=on_iteration, on_report=on_report, should_stop=should_stop)
+        placed = enqueue_proposals(study, space, [(d.spec, result.provenance(d)) for d in result.derived])
+        add_supernet_record(study, {"key": key, "seconds": round(result.seconds, 1), "probs": result.probs, "entropy": result.entropy,
+                                    "trials": [number for number, _ in placed]})
+        out += [Proposal(lam, d, number, new) for d, (number, new) in zip(result.derived, placed)]
+        if on_done is not None:
+            on_done(result)
+    return out
+
+
+def fixed_line(space) -> str:
+    """What one supernet run mixes and what it holds fixed (printed before it starts)."""
+    from gas_nas.supernet import FIXED, supernet_space
+
+    sspace = supernet_space(space)
+    mixed = ", ".join(f"{a} ({len(sspace.candidates(a))})" for a in sspace.mixed)
+    fixed = ", ".join(f"{k}={sspace.fixed[k]}" for k in FIXED)
+    return f"supernet mixes {mixed}; fixed at the space's defaults: {fixed}"
+
+
 # ---------------------------------------------------------------- the outer objective, checked
 
 
@@ -252,4 +305,4 @@ def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.
     return held_out_d_loss(D, best, images, z)
 
 
-__all__ = ["ArchWeights", "Derived", "Report", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule"]
+__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule"]

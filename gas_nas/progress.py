@@ -219,7 +219,7 @@ def no_feasible_line(study: optuna.Study) -> str | None:
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     """One short plain line: number, case, state, objectives, quality verdict or failure reason."""
     r = TrialRecord.of(trial)
-    head = f"trial {trial.number}" + (f" [{r.case}]" if r.case else "") + f" {trial.state.name}"
+    head = f"trial {trial.number}" + (f" [{r.label}]" if r.label else "") + f" {trial.state.name}"
     if trial.state == TrialState.COMPLETE:
         names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
         vals = " ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))

@@ -39,6 +39,7 @@ class TrialRecord:
     feasible: bool | None = None
     infeasible_reason: str = ""
     fail_reason: str = ""
+    provenance: dict | None = None  # a trial proposed by another strategy than the sampler: what proposed it
 
     def to_attrs(self) -> dict[str, Any]:
         """User attributes for the fields that are set (so a partial record adds, never erases)."""
@@ -75,9 +76,20 @@ class TrialRecord:
             cached.user_attrs.update(attrs)
             cached.system_attrs.update(system_attrs)
 
+    @property
+    def label(self) -> str:
+        """Where the trial came from, in a few words: its paper case, the supernet that proposed
+        it, or "" for the sampler's."""
+        if self.case:
+            return self.case
+        p = self.provenance or {}
+        if p.get("strategy") == "differentiable":
+            return f"supernet lambda {p.get('lambda'):g}" + (f" #{p['rank'] + 1}" if p.get("rank") else "")
+        return ""
+
     def case_attrs(self) -> dict[str, Any]:
-        """What a re-queued paper case carries (enqueue_trial's user_attrs)."""
-        return {"case": self.case, "paper_mb": self.paper_mb}
+        """What a re-queued enqueued trial carries (enqueue_trial's user_attrs): its paper case, or its provenance."""
+        return {"case": self.case, "paper_mb": self.paper_mb} if self.case else {"provenance": self.provenance}
 
 
 def _required(key: str) -> bool:

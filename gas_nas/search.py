@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and das
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 TEACHER_ATTR = "gas_nas:teacher"  # study user attribute: the teacher its trials train with (None: none)
 ARTIFACTS_ATTR = "gas_nas:artifacts"  # study user attribute: where its trials' artifacts were written
+SUPERNETS_ATTR = "gas_nas:supernets"  # study user attribute: the supernet runs whose proposals were enqueued
 SEED_WAIT_S = 60.0
 
 
@@ -143,6 +144,44 @@ def _wait_for_seeding(study: optuna.Study, space: SearchSpace) -> None:
             _enqueue_cases(study, space)
             return
         time.sleep(0.2)
+
+
+def enqueue_proposals(study: optuna.Study, space: SearchSpace, proposals: list[tuple[DiscriminatorSpec, dict]]) -> list[tuple[int, bool]]:
+    """Enqueue each (spec, provenance) as a trial after those already queued, unless a trial of
+    that spec is in the study (asked, finished or waiting). Returns, for each, (trial number,
+    whether it was enqueued now)."""
+    have: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        params = t.system_attrs.get("fixed_params", t.params)  # a waiting trial has only its fixed params
+        have.setdefault(_params_key(params), t.number)
+    out = []
+    for spec, provenance in proposals:
+        key = _params_key(sampled_params(space, spec))
+        if key in have:
+            out.append((have[key], False))
+            continue
+        study.enqueue_trial(sampled_params(space, spec), user_attrs=TrialRecord(provenance=provenance).case_attrs())
+        have[key] = study.get_trials(deepcopy=False)[-1].number
+        out.append((have[key], True))
+    return out
+
+
+def _params_key(params: dict) -> str:
+    import json
+
+    return json.dumps(params, sort_keys=True)
+
+
+def supernet_records(study: optuna.Study) -> list[dict]:
+    return list(study.user_attrs.get(SUPERNETS_ATTR) or [])
+
+
+def add_supernet_record(study: optuna.Study, record: dict) -> None:
+    study.set_user_attr(SUPERNETS_ATTR, supernet_records(study) + [record])
+
+
+def waiting_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
@@ -351,7 +390,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
     for trial in trials:
         record = TrialRecord.of(trial)
         if opts.on_trial_start:
-            opts.on_trial_start(trial.number, record.case or "")
+            opts.on_trial_start(trial.number, record.label)
         trial.storage = params = ParamBuffer(trial.storage)  # the suggested parameters: one write, not one each
         try:
             spec = sample(trial, space)
@@ -366,7 +405,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
     outcomes: list = []
     if members:
         if opts.on_cohort_start:
-            opts.on_cohort_start([(t.number, TrialRecord.of(t).case or "") for t, _ in members])
+            opts.on_cohort_start([(t.number, TrialRecord.of(t).label) for t, _ in members])
         try:
             _check_stop(opts)
             outcomes = _train(space, opts, run.resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
@@ -379,7 +418,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
                 for trial, _ in members:
                     _tell_fail(run, trial, INTERRUPTED)
                     record = TrialRecord.of(trial)
-                    if record.case:  # the study must still get every paper case: queue it again
+                    if record.case or record.provenance:  # the study must still get every paper case and proposal: queue it again
                         study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
                 heartbeat.stop()
             raise Interrupted from None
@@ -445,7 +484,7 @@ def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
     record = TrialRecord.of(trial)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            title = f"trial {trial.number}" + (f" ({record.case})" if record.case else "")
+            title = f"trial {trial.number}" + (f" ({record.label})" if record.label else "")
             pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(m.to_dict(), Path(tmp) / LOSSES_PNG, title)]
             for path in pngs:
                 optuna.artifacts.upload_artifact(artifact_store=run.store, file_path=str(path), study_or_trial=trial)
@@ -555,7 +594,7 @@ def case_trials(study: optuna.Study) -> list[FrozenTrial]:
 def trial_row(t: FrozenTrial, names: list[str], front_numbers: set[int]) -> dict:
     r = TrialRecord.of(t)
     m = r.metrics
-    row = {"trial": t.number, "case": r.case, "state": t.state.name, "on_front": t.number in front_numbers}
+    row = {"trial": t.number, "case": r.case, "origin": r.label, "state": t.state.name, "on_front": t.number in front_numbers}
     row.update({n: v for n, v in zip(names, t.values or [])})
     row.update({k: getattr(m, k) if m else None for k in ("fid", "classes", "entropy", "d_params")})
     row.update({"feasible": r.feasible, "infeasible_reason": r.infeasible_reason, "fail_reason": r.fail_reason, "spec": r.spec})

@@ -35,6 +35,7 @@ MAX_Z_DIM = 4096
 MAX_STEPS = 100  # d_steps, g_steps
 MAX_SAMPLES = 10_000  # MNIST's held-out test set has 10,000 images to compare with
 MAX_GAP_STEPS = 100_000  # duality-gap best-response steps; the default 200 costs ~3% of a paper trial
+MAX_DERIVE = 20  # differentiable strategy: trials derived per supernet
 
 Conv = Literal["standard", "depthwise_separable"]
 Norm = Literal["batch", "none", "spectral", "group"]
@@ -272,9 +273,14 @@ class SearchConfig:
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retries: int = 2
+    strategy: Literal["optuna", "differentiable"] = "optuna"  # differentiable: supernets propose trials (gas_nas/differentiable.py)
+    lambdas: tuple[float, ...] = (0.01, 0.1, 1.0)  # differentiable: one supernet per size weight
+    derive: int = 1  # differentiable: trials per supernet, the most probable combinations
 
     def __post_init__(self) -> None:
         _check_types(self, "search")
+        check_lambdas(self.lambdas, "search.lambdas")
+        _check_range("search.derive", self.derive, 1, MAX_DERIVE)
         if self.cohort != "auto":
             _check_range("search.cohort", self.cohort, 1, MAX_COHORT)
         _check_range("search.heartbeat_interval", self.heartbeat_interval, 1, 3600)
@@ -448,6 +454,8 @@ def allowed(tp: Any) -> str:
         return " or ".join(allowed(arm) for arm in _arms(tp))
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(map(str, get_args(tp)))
+    if get_origin(tp) is tuple:
+        return "a list of " + allowed(get_args(tp)[0]).removeprefix("a ").removeprefix("an ") + "s"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
@@ -476,6 +484,9 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif get_origin(tp) is tuple:  # tuple[X, ...]: a YAML list
+        if isinstance(value, (list, tuple)):
+            return tuple(coerce(get_args(tp)[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     raise SpaceError(f"{where}: expected {allowed(tp)}, got {value!r}")
 
 
@@ -503,6 +514,15 @@ def check_keys(data: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
         raise SpaceError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+
+
+def check_lambdas(values: tuple[float, ...], where: str) -> None:
+    """Size weights of the differentiable strategy: at least one, each finite and >= 0."""
+    if not values:
+        raise SpaceError(f"{where}: expected at least one number")
+    for v in values:
+        if not (math.isfinite(v) and v >= 0):
+            raise SpaceError(f"{where}: each lambda must be a finite number >= 0, got {v}")
 
 
 def _check_range(where: str, value: int, low: int, high: int) -> None:

@@ -303,7 +303,7 @@ def _separable_slices(path: str, wide_path: str, in_pos: list[int], out_pos: lis
 
 def entropy(probs: dict[str, torch.Tensor]) -> float:
     """Nats summed over the axes: 0 when every axis has decided, log(n) per undecided axis of n."""
-    return float(sum(-(p * p.clamp_min(1e-12).log()).sum() for p in probs.values()))
+    return float(sum(-(p * p.clamp_min(1e-12).log()).sum() for p in probs.values()).detach())
 
 
 def uniform_entropy(sspace: SupernetSpace) -> float:
