@@ -76,6 +76,7 @@ class SupernetResult:
     seconds: float
     entropy: float
     reports: list[Report] = field(default_factory=list)
+    networks: tuple | None = None  # (supernet, generator, final probabilities), for measurements; never stored
 
     def provenance(self, item: Derived) -> dict:
         """The record a derived trial carries (`TrialRecord.provenance`)."""
@@ -202,7 +203,7 @@ def run_supernet(
     derived = [Derived(sspace.spec(choice), p, rank) for rank, (choice, p) in enumerate(arch.ranked(derive))]
     candidates = {a: [list(c) if isinstance(c, tuple) else c for c in sspace.candidates(a)] for a in arch.alpha}
     return SupernetResult(lam, train.iterations, seed, mixed, candidates, dict(sspace.fixed), derived, time.perf_counter() - start,
-                          entropy({a: probs[a] for a in arch.alpha}), reports)
+                          entropy({a: probs[a] for a in arch.alpha}), reports, (D, G, {a: p.detach() for a, p in probs.items()}))
 
 
 def _weight_iteration(D, G, w, real, noise, opt_d, opt_g, g_params, train: TrainConfig) -> None:

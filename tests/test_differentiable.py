@@ -128,3 +128,21 @@ def test_sigterm_during_the_supernet_phase_leaves_a_clean_resumable_study(tmp_pa
     [record] = study.user_attrs["gas_nas:supernets"]
     [number] = record["trials"]  # its proposal: a new trial, or a paper case it coincides with
     assert number < 6 or TrialRecord.of(trials[number]).provenance["lambda"] == 1.0
+
+
+def _evidence_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("differentiable_page", Path(__file__).resolve().parent.parent / "docs" / "differentiable.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_evidence_pages_hypervolume_and_pareto_ranks():
+    page = _evidence_script()
+    # two points on a staircase under reference (4, 4): (1, 3) adds 3 x 1, (2, 1) adds 2 x 2
+    assert page.hypervolume([(1, 3), (2, 1)], (4, 4)) == pytest.approx(3 + 4)
+    assert page.hypervolume([(1, 3), (2, 1), (3, 3.5), (5, 0)], (4, 4)) == pytest.approx(7)  # dominated and outside points add nothing
+    assert page.hypervolume([], (4, 4)) == 0
+    assert page.pareto_ranks([(1, 3), (2, 1), (3, 3.5), (2, 2), (1, 3)]) == [1, 1, 3, 2, 1]
