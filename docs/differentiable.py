@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 from gas_nas.cli import lambda_list, positive_int

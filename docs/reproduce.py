@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import math
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -147,14 +145,9 @@ class CaseResult:
         return [float(getattr(m, key)) for m in self.runs]
 
     def mean(self, key: str) -> float:
-        vals = self.values(key)
-        if not vals:
-            return math.nan
-        return statistics.fmean(vals) if all(map(math.isfinite, vals)) else math.inf
+        from gas_nas.evidence import mean_std
 
-    def std(self, key: str) -> float:
-        vals = self.values(key)
-        return statistics.stdev(vals) if len(vals) > 1 and all(map(math.isfinite, vals)) else 0.0
+        return mean_std(self.values(key))[0]
 
     def failures(self, quality) -> int:
         """Seeds whose samples fail the quality guard (or whose training diverged)."""
@@ -365,12 +358,9 @@ Rules (a case "fails the guard" when a majority of its seeds fail the quality gu
 
 
 def _pm(r: CaseResult, key: str, fmt: str) -> str:
-    mean, std = r.mean(key), r.std(key)
-    if math.isnan(mean):
-        return "–"
-    if len(r.runs) < 2 and math.isfinite(mean):
-        return f"{mean:{fmt}}"
-    return "inf" if not math.isfinite(mean) else f"{mean:{fmt}} ± {std:{fmt}}"
+    from gas_nas.evidence import pm
+
+    return pm(r.values(key), fmt)
 
 
 def table(results: list[CaseResult], quality, cuda: bool) -> list[str]:

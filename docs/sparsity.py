@@ -19,12 +19,12 @@ import dataclasses
 import datetime as dt
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from gas_nas.cli import positive_int
+from gas_nas.evidence import mean_std, pm
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -76,27 +76,9 @@ def settings(space) -> list[tuple[str, object, object]]:
     return [(name, spec, train, slug(name)) for name, spec, train in rows]
 
 
-def stats(values: list[float]) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not values:
-        return math.nan, math.nan
-    if len(finite) < len(values):
-        return math.inf, 0.0
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
-
-
-def pm(values: list[float], fmt: str) -> str:
-    mean, std = stats(values)
-    if math.isnan(mean):
-        return "–"
-    if not math.isfinite(mean):
-        return "inf"
-    return f"{mean:{fmt}}" if len(values) < 2 else f"{mean:{fmt}} ± {std:{fmt}}"
-
-
 def compare(a: list[float], b: list[float]) -> str:
     """'lower', 'higher' or 'within the spread': a's mean against b's, beyond both stds."""
-    (ma, sa), (mb, sb) = stats(a), stats(b)
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     if math.isnan(ma) or math.isnan(mb):
         return "not measured yet"
     if ma + sa < mb - sb:

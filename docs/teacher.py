@@ -23,8 +23,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
-import os
 import statistics
 import sys
 import time
@@ -135,13 +133,6 @@ def get_teacher(args, device, real):
 # ---------------------------------------------------------------- storing and timing
 
 
-def store(runs_dir: Path, name: str, record: dict) -> None:
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    tmp = runs_dir / f".{name}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, runs_dir / name)
-
-
 def ms_per_iteration(spec, train, real, teacher, iterations: int) -> float:
     """Milliseconds per iteration after one warm-up iteration. On a CPU it is process CPU time,
     which other processes on a shared machine barely disturb (the wall clock swings 2x there);
@@ -167,6 +158,8 @@ def ms_per_iteration(spec, train, real, teacher, iterations: int) -> float:
 def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
     """ms per iteration of each student with and without the teacher (on from iteration 1),
     alternating, 3 repeats each, medians (CPU: process time); stored and reused like a run."""
+    from gas_nas.evidence import write_json_atomic
+
     key = {"clock": "process" if real.device.type == "cpu" else "wall", "iterations": args.timing_iterations, "batch_size": space.train.batch_size, "threads": args.threads, "teacher_sha256": teacher.sha256, **fixed}
     name = "timing-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
     try:
@@ -186,25 +179,16 @@ def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
         med = {k: statistics.median(v) for k, v in times.items()}
         rows[case.name] = {"ms_gas": med["gas"], "ms_dgl": med["dgl"], "ratio": med["dgl"] / med["gas"]}
     record = {"key": key, "rows": rows}
-    store(runs_dir, name, record)
+    write_json_atomic(runs_dir / name, record)
     return record
 
 
 # ---------------------------------------------------------------- the page
 
 
-def _mean_std(values: list[float], digits: int = 1) -> str:
-    values = [float(v) for v in values]
-    if not values:
-        return "-"
-    if not all(map(math.isfinite, values)):
-        return "inf" if any(math.isinf(v) for v in values) else "nan"
-    mean = statistics.fmean(values)
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
-
-
 def results(runs: list, stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
     """The results block; `runs` from `plan`, `stored` maps a run's stem to its stored record."""
+    from gas_nas.evidence import pm
     from gas_nas.results import TrialMetrics
 
     lines = [START, "", f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
@@ -220,9 +204,9 @@ def results(runs: list, stored: dict, space, teacher, timing_record: dict | None
         if not ms:
             lines.append(f"| {case} | {weight:g} | 0 | pending | | | | | | |")
             continue
-        lines.append(f"| {case} | {'alone' if not weight else f'{weight:g}'} | {len(ms)} | {_mean_std([m.fid for m in ms])} | "
-                     f"{_mean_std([m.classes for m in ms])} | {statistics.fmean(m.entropy for m in ms):.2f} | {_mean_std([m.imbalance for m in ms], 3)} | "
-                     f"{_mean_std([m.duality_gap for m in ms], 4)} | {ms[0].d_params:,} | {statistics.fmean(m.seconds for m in ms):.0f} |")
+        lines.append(f"| {case} | {'alone' if not weight else f'{weight:g}'} | {len(ms)} | {pm([m.fid for m in ms], '.1f')} | "
+                     f"{pm([m.classes for m in ms], '.1f')} | {statistics.fmean(m.entropy for m in ms):.2f} | {pm([m.imbalance for m in ms], '.3f')} | "
+                     f"{pm([m.duality_gap for m in ms], '.4f')} | {ms[0].d_params:,} | {statistics.fmean(m.seconds for m in ms):.0f} |")
     if timing_record:
         clock = "process CPU time" if timing_record["key"].get("clock") == "process" else "wall time"
         lines += ["", f"Time per iteration ({clock}) with the teacher on every G step (`teacher_from: 0`) against alone, {timing_record['key']['iterations']} iterations x 3 repeats, medians:", "",

@@ -14,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +123,37 @@ def load_run(folder: Path, run: Run) -> dict | None:
     return None
 
 
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that a kill leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds; (nan, nan) without values, (inf, 0) when a
+    run is not finite (a diverged seed), std 0 for a single seed."""
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    if not all(map(math.isfinite, values)):
+        return math.inf, 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def pm(values: list[float], fmt: str) -> str:
+    """"mean ± std" over seeds in format `fmt` ("–" without values, "inf" when one diverged, the
+    value alone for one seed): every evidence page writes its spreads this way."""
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "–"
+    if not math.isfinite(mean):
+        return "inf"
+    return f"{mean:{fmt}}" if len(values) < 2 else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
 def store_run(folder: Path, run: Run, outcome, threads: int) -> dict:
     """Write a finished run atomically: its grid first, then the JSON that marks it done."""
     from gas_nas.report import save_grid
@@ -137,9 +170,7 @@ def store_run(folder: Path, run: Run, outcome, threads: int) -> dict:
         "threads": threads,
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    tmp = folder / f".{record_path.name}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, record_path)
+    write_json_atomic(record_path, record)
     return record
 
 
@@ -272,4 +303,4 @@ def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, do
         log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
     return time.perf_counter() - start
 
-__all__ = ["Run", "claim", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "plan_run", "release", "store_run", "train_missing"]
+__all__ = ["Run", "claim", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "write_json_atomic", "train_missing"]
