@@ -48,7 +48,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPACE = ROOT / "search_spaces" / "gas.yaml"  # gas_nas.space.DEFAULT_SPACE, without importing torch here
 FIGURES_ENV = "GAS_NAS_GPU_FIGURES"  # tests/test_cuda.py writes its figures to this JSON file
-STEPS = ("environment", "classifier", "cuda_tests", "cases", "trial_speed", "search_speed", "search", "show", "reproduce")
+STEPS = ("environment", "classifier", "cuda_tests", "cases", "trial_speed", "search_speed", "supernet", "search", "show", "reproduce")
 BUDGET_S = 500  # all steps but reproduce; under 9 minutes with the wheel install and slack
 REPRODUCE_BUDGET_S = 520  # with the wheel install, inside a 10-minute device call
 GRACE_S = 30  # after SIGTERM, before SIGKILL: a search fails its running cohort and exits
@@ -58,8 +58,9 @@ DRY = {"iterations": 2, "batch_size": 8, "n_samples": 64, "trials": 3}
 # Time limit of each step (seconds): on a GPU / in a dry run. None: what the budget leaves.
 LIMITS = {
     "environment": (60, 120), "classifier": (120, 300), "cuda_tests": (180, 180), "cases": (60, 120),
-    "trial_speed": (120, 240), "search_speed": (150, 300), "search": (None, 300), "show": (30, 120),
+    "trial_speed": (120, 240), "search_speed": (150, 300), "supernet": (60, 120), "search": (None, 300), "show": (30, 120),
 }
+SUPERNET_ITERATIONS = 100  # on a GPU: time per supernet iteration of the default space (--strategy differentiable)
 SEARCH_FLOOR_S = 120  # kept for the search while the steps before it run
 NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 
@@ -117,6 +118,23 @@ CLASSIFIER_PROBE = (
 )
 
 
+SUPERNET_PROBE = """
+import dataclasses, json, sys, torch
+from gas_nas.data import load_mnist
+from gas_nas.differentiable import run_supernet
+from gas_nas.space import load_space
+from gas_nas.supernet import supernet_space
+device, iterations, batch = torch.device(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+space = load_space()
+train = dataclasses.replace(space.train, iterations=iterations, batch_size=batch, log_every=1)
+real, _ = load_mnist(None, train=True, device=device)
+r = run_supernet(supernet_space(space), train, real, 0.1, 0)
+print(json.dumps({"iterations": iterations, "batch_size": batch, "seconds": r.seconds, "ms_per_iteration": 1000 * r.seconds / iterations,
+                  "argmax": r.derived[0].spec.to_dict(), "entropy": r.entropy,
+                  "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}))
+"""
+
+
 def plan(args: argparse.Namespace, work: Path, out: Path) -> list[Step]:
     """The steps in order, with the paper budget on a GPU or tiny budgets in a dry run."""
     py, dry = sys.executable, args.dry_run
@@ -137,6 +155,8 @@ def plan(args: argparse.Namespace, work: Path, out: Path) -> list[Step]:
         Step("search_speed", [py, "benchmarks/search_speed.py", "--device", device, "--skip", "a,c"]
              + (tiny + ["--trials", "2", "--cohorts", "1,2", "--quality-samples", str(DRY["n_samples"])] if dry else ["--trials", "6", "--cohorts", "1,6"]),
              limit["search_speed"], _search_speed),
+        Step("supernet", [py, "-c", SUPERNET_PROBE, device, str(DRY["iterations"] if dry else SUPERNET_ITERATIONS), str(DRY["batch_size"] if dry else PAPER_BATCH)],
+             limit["supernet"], _last_json),
         Step("search", gas_nas + ["search", "--trials", str(DRY["trials"] if dry else 100_000), "--storage", storage, "--study", STUDY,
                                   "--artifacts", str(work / "artifacts"), "--device", device, "--cohort", "auto"] + tiny + search_space,
              limit["search"], lambda stdout, w: _search(stdout, out / "search.db"), stop_ok=True, floor_s=30 if dry else SEARCH_FLOOR_S),

@@ -17,7 +17,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import gpu_check  # noqa: E402
 
-MAIN_STEPS = ["environment", "classifier", "cuda_tests", "cases", "trial_speed", "search_speed", "search", "show"]
+MAIN_STEPS = ["environment", "classifier", "cuda_tests", "cases", "trial_speed", "search_speed", "supernet", "search", "show"]
 
 
 def _run(args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -47,6 +47,7 @@ def test_dry_run_runs_and_reports_every_step(dry_run):
     assert [c["paper_mb"] for c in steps["cases"]["figures"]["cases"]] == [777, 199, 489, 393, 361, 297]
     assert steps["trial_speed"]["figures"]["speedup"] > 0
     assert set(steps["search_speed"]["figures"]["cohorts"]) == {"1", "2"}
+    assert steps["supernet"]["figures"]["iterations"] == gpu_check.DRY["iterations"] and steps["supernet"]["figures"]["ms_per_iteration"] > 0
     search = steps["search"]["figures"]
     assert search["complete"] == search["paper_cases_complete"] == gpu_check.DRY["trials"]
     assert len(steps["show"]["figures"]["cases"]) == gpu_check.DRY["trials"]
