@@ -500,16 +500,18 @@ def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: in
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
     from gas_nas.progress import no_feasible_line
-    from gas_nas.search import case_trials, front, trial_row
+    from gas_nas.search import case_trials, front, proposal_trials, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     best = front(study)
     numbers = {t.number for t in best}
-    rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) if t.number not in numbers]
+    proposals = proposal_trials(study)
+    rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) + proposals if t.number not in numbers]
     if as_json:
-        print(json.dumps({"study": study.study_name, "metrics": names, "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]]}, indent=2))
+        print(json.dumps({"study": study.study_name, "metrics": names, "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]],
+                          "proposals": [r for r in rows if r["origin"] and not r["case"]]}, indent=2))
         return
-    table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*) and the paper cases")
+    table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*), the paper cases" + (" and the supernets' proposals" if proposals else ""))
     density = [(r["spec"] or {}).get("density", 1.0) for r in rows]
     sparse = any(d < 1 for d in density)  # a density column only where some trial is sparse
     for col in ["trial", "case", *names, "fid", "classes", "params", *(["density"] if sparse else []), "feasible"]:

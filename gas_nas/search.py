@@ -591,6 +591,11 @@ def case_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(seen.values(), key=lambda t: t.number)
 
 
+def proposal_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The completed trials another strategy proposed (the differentiable one's supernets)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if TrialRecord.of(t).provenance]
+
+
 def trial_row(t: FrozenTrial, names: list[str], front_numbers: set[int]) -> dict:
     r = TrialRecord.of(t)
     m = r.metrics

@@ -68,6 +68,17 @@ def test_a_rerun_runs_no_supernet_again_and_trains_nothing_twice(searched):
     assert [r["key"]["lambda"] for r in records] == [0.0, 10.0] and all(len(r["trials"]) == 2 for r in records)
 
 
+def test_show_lists_every_proposal_with_the_supernet_that_proposed_it(searched, tmp_path):
+    import json
+
+    proc = gas_nas(["show", "--storage", f"sqlite:///{searched['root']}/d.db", "--study", "d", "--json"], searched["env"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    listed = {r["trial"]: r["origin"] for r in doc["front"] + doc["proposals"] if not r["case"]}
+    proposed = {t.number for t in searched["study"].get_trials() if TrialRecord.of(t).provenance}
+    assert set(listed) == proposed and all(origin.startswith("supernet lambda ") for origin in listed.values())
+
+
 def test_a_proposed_trial_exports_and_trains_with_train_arch(searched, tmp_path):
     trial = searched["study"].get_trials()[6]
     out = tmp_path / "proposed.yaml"
