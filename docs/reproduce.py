@@ -70,12 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-runs", type=non_negative_int, help="train at most this many missing runs, then write the page and stop (resume later); 0 rewrites the page from the stored runs")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
-    given = list(sys.argv[1:] if argv is None else argv)
-    for flag in ("--max-runs",):  # when to stop, not what is measured: the page shows the command that reproduces it
-        if flag in given[:-1]:
-            i = given.index(flag)
-            del given[i : i + 2]
-    args.command = " ".join(given)
+    from gas_nas.evidence import command_line
+
+    args.command = command_line(sys.argv[1:] if argv is None else argv)
     if args.tiny and _same_dir(args.out, DOCS):
         p.error("--tiny writes a smoke-test page; give --out DIR outside docs/ (it must never replace docs/gas-reproduction.md)")
     if args.tiny:

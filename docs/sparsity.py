@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from gas_nas.cli import positive_int
-from gas_nas.evidence import mean_std, pm
+from gas_nas.evidence import command_line, mean_std, pm
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -51,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DOCS))
     p.add_argument("--tiny", action="store_true", help="smoke test: 3 iterations, batch 8, 64 samples")
     args = p.parse_args(argv)
-    args.command = " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = command_line(sys.argv[1:] if argv is None else argv)
     if args.tiny:
         if Path(args.out).resolve() == DOCS.resolve():
             p.error("--tiny writes a smoke-test page; give --out DIR outside docs/")
@@ -79,8 +78,6 @@ def settings(space) -> list[tuple[str, object, object]]:
 def compare(a: list[float], b: list[float]) -> str:
     """'lower', 'higher' or 'within the spread': a's mean against b's, beyond both stds."""
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    if math.isnan(ma) or math.isnan(mb):
-        return "not measured yet"
     if ma + sa < mb - sb:
         return "lower"
     if ma - sa > mb + sb:
@@ -124,14 +121,21 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
         for density in DENSITIES[1:]:
             static = [m.fid for m in by[f"{case}, density {density:g} static"]]
             dynamic = [m.fid for m in by[f"{case}, density {density:g} dynamic"]]
+            if not (dense and static and dynamic):
+                lines.append(f"- {case} at density {density:g}: not measured yet (dense, static and dynamic runs are needed).")
+                continue
             lines.append(f"- {case} at density {density:g}: dynamic FID {pm(dynamic, '.1f')} is {compare(dynamic, static)} than static "
                          f"{pm(static, '.1f')}; dynamic is {compare(dynamic, dense)} than dense {pm(dense, '.1f')}.")
     wide = by[f"{space.cases[ARCHS[0]].name}, density {WIDE_DENSITY:g} dynamic"]
     narrow = by[f"{space.cases[NARROW].name}, dense"]
-    lines.append(f"- Sparse-wide against dense-narrow at about equal stored size: {space.cases[ARCHS[0]].name} at density "
-                 f"{WIDE_DENSITY:g}, dynamic ({wide[0].d_param_mb if wide else math.nan:.3f} MB) has FID {pm([m.fid for m in wide], '.1f')}, "
-                 f"{compare([m.fid for m in wide], [m.fid for m in narrow])} than {space.cases[NARROW].name} dense "
-                 f"({narrow[0].d_param_mb if narrow else math.nan:.3f} MB) at {pm([m.fid for m in narrow], '.1f')}.")
+    if not (wide and narrow):
+        lines.append(f"- Sparse-wide against dense-narrow at about equal stored size ({space.cases[ARCHS[0]].name} at density "
+                     f"{WIDE_DENSITY:g}, dynamic, against {space.cases[NARROW].name} dense): not measured yet.")
+    else:
+        lines.append(f"- Sparse-wide against dense-narrow at about equal stored size: {space.cases[ARCHS[0]].name} at density "
+                     f"{WIDE_DENSITY:g}, dynamic ({wide[0].d_param_mb:.3f} MB) has FID {pm([m.fid for m in wide], '.1f')}, "
+                     f"{compare([m.fid for m in wide], [m.fid for m in narrow])} than {space.cases[NARROW].name} dense "
+                     f"({narrow[0].d_param_mb:.3f} MB) at {pm([m.fid for m in narrow], '.1f')}.")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)

@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DOCS), help="folder of the page and its runs (default: docs)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: a 3-iteration teacher, 4-iteration students, batch 8, 64 samples")
     args = p.parse_args(argv)
-    args.command = "python docs/teacher.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    from gas_nas.evidence import command_line
+
+    args.command = "python docs/teacher.py " + command_line(sys.argv[1:] if argv is None else argv)
     if args.tiny and Path(args.out).resolve() == DOCS.resolve():
         p.error("--tiny writes a smoke-test page; give --out DIR outside docs/")
     for key, value in (TINY if args.tiny else {}).items():

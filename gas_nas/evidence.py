@@ -123,6 +123,17 @@ def load_run(folder: Path, run: Run) -> dict | None:
     return None
 
 
+def command_line(argv: list[str], drop: tuple[str, ...] = ("--max-runs",)) -> str:
+    """The arguments a page shows as its command, without the flags that only say when to stop
+    (`--max-runs N`): the page shows the command that reproduces it."""
+    given = list(argv)
+    for flag in drop:
+        if flag in given[:-1]:
+            i = given.index(flag)
+            del given[i : i + 2]
+    return " ".join(given)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that a kill leaves the old file or the new one, never half of one."""
     path = Path(path)
@@ -303,4 +314,4 @@ def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, do
         log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
     return time.perf_counter() - start
 
-__all__ = ["Run", "claim", "classifier_fingerprint", "cpu_model", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "write_json_atomic", "train_missing"]
+__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "write_json_atomic", "train_missing"]
