@@ -76,13 +76,13 @@ def settings(space) -> list[tuple[str, object, object]]:
 
 
 def compare(a: list[float], b: list[float]) -> str:
-    """'lower', 'higher' or 'within the spread': a's mean against b's, beyond both stds."""
+    """'lower than', 'higher than' or 'within the spread of': a's mean against b's, beyond both stds."""
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     if ma + sa < mb - sb:
-        return "lower"
+        return "lower than"
     if ma - sa > mb + sb:
-        return "higher"
-    return "within the spread"
+        return "higher than"
+    return "within the spread of"
 
 
 def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) -> None:
@@ -124,8 +124,8 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
             if not (dense and static and dynamic):
                 lines.append(f"- {case} at density {density:g}: not measured yet (dense, static and dynamic runs are needed).")
                 continue
-            lines.append(f"- {case} at density {density:g}: dynamic FID {pm(dynamic, '.1f')} is {compare(dynamic, static)} than static "
-                         f"{pm(static, '.1f')}; dynamic is {compare(dynamic, dense)} than dense {pm(dense, '.1f')}.")
+            lines.append(f"- {case} at density {density:g}: dynamic FID {pm(dynamic, '.1f')} is {compare(dynamic, static)} static "
+                         f"{pm(static, '.1f')}; dynamic is {compare(dynamic, dense)} dense {pm(dense, '.1f')}.")
     wide = by[f"{space.cases[ARCHS[0]].name}, density {WIDE_DENSITY:g} dynamic"]
     narrow = by[f"{space.cases[NARROW].name}, dense"]
     if not (wide and narrow):
@@ -134,7 +134,7 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
     else:
         lines.append(f"- Sparse-wide against dense-narrow at about equal stored size: {space.cases[ARCHS[0]].name} at density "
                      f"{WIDE_DENSITY:g}, dynamic ({wide[0].d_param_mb:.3f} MB) has FID {pm([m.fid for m in wide], '.1f')}, "
-                     f"{compare([m.fid for m in wide], [m.fid for m in narrow])} than {space.cases[NARROW].name} dense "
+                     f"{compare([m.fid for m in wide], [m.fid for m in narrow])} {space.cases[NARROW].name} dense "
                      f"({narrow[0].d_param_mb:.3f} MB) at {pm([m.fid for m in narrow], '.1f')}.")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
