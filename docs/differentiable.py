@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gas_nas.differentiable import propose
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import cpu_model
-    from gas_nas.search import SearchOptions, load_resources, open_study, run_search, waiting_trials
+    from gas_nas.evidence import cpu_model, evidence_resources
+    from gas_nas.search import SearchOptions, open_study, run_search, waiting_trials
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda s: print(s, flush=True)  # noqa: E731
     try:
         device = torch.device(args.device)
-        res = load_resources(device, args.data_dir)
+        res = evidence_resources(device, args.data_dir)
         env = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
         studies = {"differentiable": open_study(space, storage, "differentiable", seed=args.seed), "tpe": open_study(space, storage, "tpe", seed=args.seed)}
         opts = SearchOptions(seed=args.seed, artifacts=str(folder / "artifacts"), cohort=1,

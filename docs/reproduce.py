@@ -516,8 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, cpu_model, load_run, machine_key, train_missing
-    from gas_nas.search import load_resources
+    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, stored_cpus, train_missing
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -535,11 +534,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         log(f"device {device}; {args.seeds} seeds; {space.train.iterations} iterations, batch {space.train.batch_size}; "
             f"{space.quality.n_samples} samples; {torch.get_num_threads()} thread(s)")
-        res = load_resources(device, args.data_dir)
+        res = evidence_resources(device, args.data_dir)
         runs = plan_runs(space, args.seeds, machine_key(device), classifier_fingerprint(res.classifier))
-        env = environment(device, f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)")
 
         def write(search: dict | None = None) -> None:
+            env = environment(device, f"CPU ({stored_cpus(runs_dir, runs)}), {torch.get_num_threads()} torch thread(s)")
             write_page(page, args=args, space=space, env=env, results=case_results(runs, runs_dir, space), search=search,
                        seconds=time.perf_counter() - start, cuda=device.type == "cuda")
 

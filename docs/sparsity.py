@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, cpu_model, load_run, machine_key, plan_run, train_missing
-    from gas_nas.search import load_resources
+    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, plan_run, stored_cpus, train_missing
     from gas_nas.space import load_space
     from gas_nas.train import TrialMetrics
 
@@ -162,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = out / RUNS
     try:
         device = torch.device(args.device)
-        res = load_resources(device, args.data_dir)
+        res = evidence_resources(device, args.data_dir)
         machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
         table = settings(space)
         runs = [plan_run(name, slug, spec, seed, cfg, quality, machine, classifier) for seed in range(args.seeds) for name, spec, cfg, slug in table]
-        env = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 
         def write() -> None:
+            env = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({stored_cpus(folder, runs)}), {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
             rows = [(name, [TrialMetrics(**rec["metrics"]) for r in runs if r.name == name and (rec := load_run(folder, r))]) for name, *_ in table]
             write_page(out / PAGE, args, space, rows, env)
 

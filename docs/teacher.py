@@ -245,12 +245,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, train_missing
-    from gas_nas.search import load_resources
+    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, train_missing
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     space = budget_space(args)
-    res = load_resources(device, args.data_dir)
+    res = evidence_resources(device, args.data_dir)
     teacher = get_teacher(args, device, res.real)
     machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
     fixed = machine | {"classifier": classifier}

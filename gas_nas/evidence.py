@@ -26,6 +26,9 @@ from typing import Any, Callable
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 
+CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "docs" / "classifier"
+
+
 def cpu_model() -> str:
     """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
     try:
@@ -37,12 +40,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def stored_cpus(folder: Path, runs: list) -> str:
+    """The CPU models the stored runs of `runs` ran on ("; "-joined), this machine's when none is stored."""
+    found = [rec.get("cpu", "not recorded") for r in runs if (rec := load_run(folder, r)) is not None]
+    return "; ".join(dict.fromkeys(found)) or cpu_model()
+
+
 def machine_key(device) -> dict:
-    """What about this machine changes a run's numbers: torch, the device kind and the CPU."""
+    """What about the machine a run is keyed by: torch and the device kind (a GPU's name).
+
+    Not the CPU model, which is recorded on every run instead: the CPU changes between sessions
+    here (Zen 5, EPYC, Xeon) as the thread count changes between runs, and both only move fp32
+    numbers by the chaos seeds already sample; keyed by it, a page spanning sessions never fills."""
     import torch
 
     kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"torch": torch.__version__, "device": kind, "cpu": cpu_model()}
+    return {"torch": torch.__version__, "device": kind}
+
+
+def evidence_resources(device, data_dir: str | None, teacher: Any = None):
+    """Training data and the pinned quality classifier (`CLASSIFIER_DIR`, committed): a
+    classifier trained afresh differs on every CPU, and FIDs from two classifiers do not pool."""
+    from gas_nas.search import load_resources
+
+    return load_resources(device, data_dir, teacher, classifier_dir=CLASSIFIER_DIR)
 
 
 def classifier_fingerprint(classifier) -> str:
@@ -179,6 +200,7 @@ def store_run(folder: Path, run: Run, outcome, threads: int) -> dict:
         "key": run.key,
         "metrics": outcome.metrics.to_dict(),
         "threads": threads,
+        "cpu": cpu_model(),
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     write_json_atomic(record_path, record)
@@ -314,4 +336,4 @@ def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, do
         log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
     return time.perf_counter() - start
 
-__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "write_json_atomic", "train_missing"]
+__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "evidence_resources", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "stored_cpus", "write_json_atomic", "train_missing"]
