@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gas_nas.evidence import claim, load_run, plan_run, release, train_missing
+from gas_nas.evidence import (CLASSIFIER_DIR, classifier_fingerprint, claim, cpu_model, evidence_resources, load_run, machine_key, plan_run,
+                               release, stored_cpus, train_missing)
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 from conftest import TINY_BUDGET, TINY_QUALITY
 
-MACHINE = {"torch": "t", "device": "cpu", "cpu": "c"}
+MACHINE = {"torch": "t", "device": "cpu"}
 
 
 def tiny_run(seed: int, quality: QualityConfig | None = None):
@@ -71,5 +72,23 @@ def test_train_missing_skips_a_run_another_worker_claimed(tmp_path: Path, mnist_
         other.wait()
     assert trained == 1
     assert load_run(tmp_path, runs[0]) is None and load_run(tmp_path, runs[1]) is not None
+    assert load_run(tmp_path, runs[1])["cpu"] == cpu_model() == stored_cpus(tmp_path, runs)  # recorded, not keyed
     assert any("claimed by another worker" in line for line in lines)
     assert len(list(tmp_path.glob("*.claim"))) == 1  # only the other worker's claim remains
+
+
+def test_pages_are_scored_by_the_committed_classifier_and_keyed_without_the_cpu(mnist_dir: Path):
+    """A classifier trained afresh differs between CPUs, so runs stored on different machines pool
+    only if every page scores them with the one committed under docs/classifier/."""
+    import torch
+
+    from gas_nas.classifier import CHECKPOINT_NAME, MnistClassifier
+
+    path = CLASSIFIER_DIR / CHECKPOINT_NAME
+    before = path.read_bytes()
+    res = evidence_resources(torch.device("cpu"), str(mnist_dir))
+    committed = MnistClassifier()
+    committed.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    assert classifier_fingerprint(res.classifier) == classifier_fingerprint(committed)
+    assert path.read_bytes() == before  # loaded, not retrained over
+    assert set(machine_key(torch.device("cpu"))) == {"torch", "device"}
