@@ -201,7 +201,7 @@ def run_supernet(
     probs = arch.probs()
     mixed = {a: probs[a].detach().double().cpu().tolist() for a in arch.alpha}
     derived = [Derived(sspace.spec(choice), p, rank) for rank, (choice, p) in enumerate(arch.ranked(derive))]
-    candidates = {a: [list(c) if isinstance(c, tuple) else c for c in sspace.candidates(a)] for a in arch.alpha}
+    candidates = sspace.candidate_lists(tuple(arch.alpha))
     return SupernetResult(lam, train.iterations, seed, mixed, candidates, dict(sspace.fixed), derived, time.perf_counter() - start,
                           entropy({a: probs[a] for a in arch.alpha}), reports, (D, G, {a: p.detach() for a, p in probs.items()}))
 
@@ -255,7 +255,7 @@ def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callabl
     out: list[Proposal] = []
     for lam in space.search.lambdas:
         key = {"lambda": lam, "seed": seed, "train": space.train.to_dict(), "derive": space.search.derive,
-               "candidates": {a: [list(c) if isinstance(c, tuple) else c for c in sspace.candidates(a)] for a in AXES}, "fixed": sspace.fixed}
+               "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
         if any(r.get("key") == key for r in supernet_records(study)):
             continue
         if on_supernet is not None:

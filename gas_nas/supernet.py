@@ -50,6 +50,10 @@ class SupernetSpace:
     def candidates(self, axis: str) -> tuple:
         return {"op": self.ops, "downsample": self.downsamples, "base_filters": self.base_filters, "depth": self.depths}[axis]
 
+    def candidate_lists(self, axes: tuple[str, ...] = AXES) -> dict[str, list]:
+        """`axes`' candidates as JSON values (tuples become lists): what records and keys store."""
+        return {a: [list(c) if isinstance(c, tuple) else c for c in self.candidates(a)] for a in axes}
+
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(len(self.candidates(a)) for a in AXES)
@@ -246,8 +250,8 @@ def discretize(supernet: SuperDiscriminator, choice: dict[str, int]) -> Discrimi
 
     sspace = supernet.sspace
     spec = sspace.spec(choice)
-    device = next(supernet.parameters()).device
-    model = build_discriminator(spec, device=device).to(next(supernet.parameters()).dtype)
+    first = next(supernet.parameters())
+    model = build_discriminator(spec, device=first.device).to(first.dtype)
     o, base = choice["op"], spec.base_filters
     slices: dict[str, tuple] = {}  # discrete module path -> (supernet module path, output rows, input columns)
     in_pos = [0]
