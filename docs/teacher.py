@@ -9,7 +9,7 @@ the teacher. Every run goes through gas-nas's own `run_trial`.
 
 Resumable (`gas_nas.evidence`, as docs/reproduce.py): each run is stored under OUT/teacher/runs/
 as it finishes (metrics JSON and sample grid), keyed by what changes its numbers (case, spec,
-seed, train config, quality settings, teacher sha256, classifier, torch, device, CPU), and
+seed, train config, quality settings, teacher sha256, the committed classifier, torch, device kind), and
 skipped when the same command runs again; the results between the page's markers are
 rewritten after every stored run.
 
