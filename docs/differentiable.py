@@ -29,12 +29,12 @@ import sys
 from pathlib import Path
 
 from gas_nas.cli import lambda_list, positive_int
+from gas_nas.evidence import results_markers, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGE = "differentiable.md"
 FOLDER = "differentiable"
-START, END = "<!-- results: written by docs/differentiable.py -->", "<!-- /results -->"
 GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # looser than the default 60: see the page
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the search."
@@ -164,7 +164,8 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     everything = [p for ps in points.values() for p in ps]
     ref = (max((p[0] for p in everything), default=1.0) * 1.1, max((p[1] for p in everything), default=1.0) * 1.1)
     compute = {name: search_seconds(study) for name, study in studies.items()}
-    lines = [START, ""] + ([BANNER, ""] if args.tiny else [])
+    start, end = results_markers("docs/differentiable.py")
+    lines = [start, ""] + ([BANNER, ""] if args.tiny else [])
     lines += [f"Command: `{args.command}`  ",
               f"Budget: {space.train.iterations} iterations per trial and per supernet, batch {space.train.batch_size}, seed {args.seed}; "
               f"guard: FID <= {space.quality.max_fid:g}, >= {space.quality.min_classes} digits, entropy >= {space.quality.min_entropy:g} on "
@@ -195,12 +196,8 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
               "| lambda | trained: held-out L_D | constant 0.5: held-out L_D | trained: L_D vs best response | constant 0.5: L_D vs best response |", "|---:|---:|---:|---:|---:|"]
     for c in checks:
         lines.append(f"| {c['lambda']:g} | {c['trained_held_out']:.4f} | {c['constant_held_out']:.4f} | {c['trained_best_response']:.4f} | {c['constant_best_response']:.4f} |")
-    lines += ["", END]
-    block = "\n".join(lines)
-    text = path.read_text() if path.exists() else f"# Differentiable search against TPE\n\n{block}\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    path.write_text(text)
+    lines += ["", end]
+    write_results(path, "\n".join(lines), "docs/differentiable.py", "Differentiable search against TPE")
 
 
 # ---------------------------------------------------------------- main

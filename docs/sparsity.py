@@ -6,7 +6,8 @@ Two paper architectures (case 1, the original, and case 3, inception k=32) at de
 the stored size of case 1 at density 0.1: sparse-wide against dense-narrow), each over several
 seeds at one CPU budget. Resumable (`gas_nas.evidence`): every run is stored under
 docs/sparsity/runs/ as it finishes and skipped when the same command runs again; the page is
-rewritten after every stored run.
+rewritten after every stored run (between its results markers: the text around them is
+written by hand).
 
     python docs/sparsity.py --iterations 500 --seeds 2 --device cpu --threads 1
     python docs/sparsity.py --tiny --out /tmp/sparsity      # smoke test
@@ -17,17 +18,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
 
 from gas_nas.cli import positive_int
-from gas_nas.evidence import command_line, mean_std, pm
+from gas_nas.evidence import command_line, mean_std, pm, results_markers, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGE = "sparsity.md"
+TITLE = "Sparse discriminators trained sparse from scratch"
 RUNS = "sparsity/runs"
 DENSITIES = (1.0, 0.5, 0.3, 0.1)
 ARCHS = (0, 2)  # paper cases 1 and 3 (indices into the space's cases)
@@ -88,9 +89,8 @@ def compare(a: list[float], b: list[float]) -> str:
 def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) -> None:
     q = space.quality
     by = dict(rows)
-    lines = ["# Sparse discriminators trained sparse from scratch", ""]
-    if args.tiny:
-        lines += [BANNER, ""]
+    start, end = results_markers("docs/sparsity.py")
+    lines = [start, ""] + ([BANNER, ""] if args.tiny else [])
     stored = sum(len(ms) for _, ms in rows)
     lines += [
         f"- **Command:** `python docs/sparsity.py {args.command}`",
@@ -136,9 +136,8 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
                      f"{WIDE_DENSITY:g}, dynamic ({wide[0].d_param_mb:.3f} MB) has FID {pm([m.fid for m in wide], '.1f')}, "
                      f"{compare([m.fid for m in wide], [m.fid for m in narrow])} {space.cases[NARROW].name} dense "
                      f"({narrow[0].d_param_mb:.3f} MB) at {pm([m.fid for m in narrow], '.1f')}.")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    lines += ["", end]
+    write_results(path, "\n".join(lines), "docs/sparsity.py", TITLE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGE = "teacher.md"
 RUNS = Path("teacher") / "runs"
-START, END = "<!-- results: written by docs/teacher.py -->", "<!-- /results -->"
 LAMBDAS = (0.05, 0.1, 0.5)
 STUDENTS = (3, 5)  # paper cases 4 and 6 (indices into the space's cases)
+TITLE = "Teacher-guided training: results"
+TINY_BANNER = "> **SMOKE TEST — tiny CPU budget.** These numbers say nothing about teachers."
 TINY = {"seeds": 2, "iterations": 4, "batch_size": 8, "n_samples": 64, "timing_iterations": 3, "lambdas": "0.1"}
 
 
@@ -190,10 +191,11 @@ def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
 
 def results(runs: list, stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
     """The results block; `runs` from `plan`, `stored` maps a run's stem to its stored record."""
-    from gas_nas.evidence import pm
+    from gas_nas.evidence import pm, results_markers
     from gas_nas.results import TrialMetrics
 
-    lines = [START, "", f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
+    start, end = results_markers("docs/teacher.py")
+    lines = [start, ""] + ([TINY_BANNER, ""] if args.tiny else []) + [f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
              f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {student_train(space, 0.1).teacher_start + 1} (`teacher_from: {student_train(space, 0.1).teacher_from:g}`); "
              f"quality on {space.quality.n_samples} samples; {args.seeds} seeds per row; stored runs: {len(stored)} of {len(runs)}; compute in stored runs: {seconds / 60:.0f} min.", "",
              "| case | teacher λ | seeds | FID | digits | entropy | imbalance | duality gap | D params | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -215,25 +217,13 @@ def results(runs: list, stored: dict, space, teacher, timing_record: dict | None
                   "| case | ms/iter alone | ms/iter with teacher | ratio |", "|---|---|---|---|"]
         for case, row in timing_record["rows"].items():
             lines.append(f"| {case} | {row['ms_gas']:.0f} | {row['ms_dgl']:.0f} | {row['ratio']:.2f}x |")
-    lines += ["", END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
 def teacher_label(teacher, args) -> str:
     what = "given file" if args.teacher else "tiny smoke-test teacher" if args.tiny else "the default teacher (paper case 1, recipe gas, 2000 iterations, batch 32, seed 0)"
     return f"{what}, {teacher.params:,} parameters ({teacher.mb:.2f} MB), sha256 `{teacher.sha256[:16]}`"
-
-
-def write_page(path: Path, block: str, tiny: bool) -> None:
-    if path.is_file() and START in path.read_text():
-        text = path.read_text()
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1] if END in rest else ""
-        path.write_text(head + block + tail)
-        return
-    banner = "> **SMOKE TEST — tiny CPU budget.** These numbers say nothing about teachers.\n\n" if tiny else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# Teacher-guided training: results\n\n{banner}{block}\n")
 
 
 # ---------------------------------------------------------------- main
@@ -245,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, train_missing
+    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, train_missing, write_results
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     space = budget_space(args)
@@ -263,12 +253,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def write() -> None:
         stored = stored_records()
-        write_page(page, results(runs, stored, space, teacher, None, args, sum(r["metrics"]["seconds"] for r in stored.values())), args.tiny)
+        write_results(page, results(runs, stored, space, teacher, None, args, sum(r["metrics"]["seconds"] for r in stored.values())), "docs/teacher.py", TITLE)
 
     train_missing([r for _, _, r in runs], space.quality, res, runs_dir, max_runs=args.max_runs, log=lambda s: print(s, flush=True), on_stored=write)
     stored = stored_records()
     timing_record = timing(space, args, res.real, teacher, fixed, runs_dir) if len(stored) == len(runs) else None
-    write_page(page, results(runs, stored, space, teacher, timing_record, args, sum(r["metrics"]["seconds"] for r in stored.values())), args.tiny)
+    write_results(page, results(runs, stored, space, teacher, timing_record, args, sum(r["metrics"]["seconds"] for r in stored.values())), "docs/teacher.py", TITLE)
     print(f"teacher.py: wrote {page} ({len(stored)} of {len(runs)} runs stored)")
     return 0
 

@@ -164,6 +164,28 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def results_markers(script: str) -> tuple[str, str]:
+    """The HTML comments around the part of a page that `script` writes; text outside them is
+    written by hand (what the numbers mean) and survives every rewrite."""
+    return f"<!-- results: written by {script} -->", "<!-- /results -->"
+
+
+def write_results(path: Path, block: str, script: str, title: str) -> None:
+    """Put `block` between `script`'s markers in the page at `path` (atomically), keeping the
+    hand-written text around them; a page without the markers is created as `title` + block."""
+    start, end = results_markers(script)
+    path = Path(path)
+    text = path.read_text() if path.is_file() else ""
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = f"# {title}\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation over seeds; (nan, nan) without values, (inf, 0) when a
     run is not finite (a diverged seed), std 0 for a single seed."""
@@ -336,4 +358,4 @@ def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, do
         log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
     return time.perf_counter() - start
 
-__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "evidence_resources", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "store_run", "stored_cpus", "write_json_atomic", "train_missing"]
+__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "evidence_resources", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "results_markers", "write_results", "store_run", "stored_cpus", "write_json_atomic", "train_missing"]

@@ -92,3 +92,17 @@ def test_pages_are_scored_by_the_committed_classifier_and_keyed_without_the_cpu(
     assert classifier_fingerprint(res.classifier) == classifier_fingerprint(committed)
     assert path.read_bytes() == before  # loaded, not retrained over
     assert set(machine_key(torch.device("cpu"))) == {"torch", "device"}
+
+
+def test_a_rewritten_page_keeps_the_hand_written_text_around_its_results(tmp_path: Path):
+    from gas_nas.evidence import results_markers, write_results
+
+    page = tmp_path / "docs" / "p.md"
+    start, end = results_markers("docs/p.py")
+    write_results(page, f"{start}\n| 1 run |\n{end}", "docs/p.py", "P")
+    assert page.read_text() == f"# P\n\n{start}\n| 1 run |\n{end}\n"
+    page.write_text(page.read_text().replace("# P\n", "# P\n\nWhat the numbers mean.\n") + "\nSee also.\n")
+    write_results(page, f"{start}\n| 2 runs |\n{end}", "docs/p.py", "P")
+    text = page.read_text()
+    assert "What the numbers mean." in text and text.endswith("See also.\n")
+    assert "| 2 runs |" in text and "| 1 run |" not in text and text.count(start) == 1
