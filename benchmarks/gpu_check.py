@@ -6,7 +6,7 @@ Each step is a subprocess of this one with its own time limit, so a step that fa
 is recorded (status, seconds, the end of its output) and the rest still run:
 
   environment   python, torch, CUDA, the device; the driver from nvidia-smi
-  classifier    the quality classifier, trained once into the cache (GAS_NAS_CACHE)
+  classifier    the shipped quality classifier, loaded onto the device
   cuda_tests    pytest -m cuda tests/test_cuda.py (skipped without CUDA), with their figures
   cases         gas-nas cases --json: the six paper cases with CUDA peak training memory
   trial_speed   benchmarks/trial_speed.py at the paper budget, one repeat
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reproduce", action="store_true", help="also run docs/reproduce.py at the paper budget (its own --reproduce-budget)")
     p.add_argument("--reproduce-budget", type=float, default=REPRODUCE_BUDGET_S, metavar="S", help=f"seconds for reproduce (default {REPRODUCE_BUDGET_S})")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST (default: $GAS_NAS_DATA)")
-    p.add_argument("--cache", metavar="DIR", help="classifier cache (default: $GAS_NAS_CACHE, else a temporary folder)")
+    p.add_argument("--cache", metavar="DIR", help="gas-nas cache, for the default teacher (default: $GAS_NAS_CACHE, else a temporary folder)")
     args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     unknown = sorted(set(args.only) - set(STEPS))

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from gas_nas.cli import lambda_list, positive_int
-from gas_nas.evidence import results_markers, write_results
+from gas_nas.evidence import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -164,8 +164,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     everything = [p for ps in points.values() for p in ps]
     ref = (max((p[0] for p in everything), default=1.0) * 1.1, max((p[1] for p in everything), default=1.0) * 1.1)
     compute = {name: search_seconds(study) for name, study in studies.items()}
-    start, end = results_markers("docs/differentiable.py")
-    lines = [start, ""] + ([BANNER, ""] if args.tiny else [])
+    lines = [BANNER, ""] if args.tiny else []
     lines += [f"Command: `{args.command}`  ",
               f"Budget: {space.train.iterations} iterations per trial and per supernet, batch {space.train.batch_size}, seed {args.seed}; "
               f"guard: FID <= {space.quality.max_fid:g}, >= {space.quality.min_classes} digits, entropy >= {space.quality.min_entropy:g} on "
@@ -196,7 +195,6 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
               "| lambda | trained: held-out L_D | constant 0.5: held-out L_D | trained: L_D vs best response | constant 0.5: L_D vs best response |", "|---:|---:|---:|---:|---:|"]
     for c in checks:
         lines.append(f"| {c['lambda']:g} | {c['trained_held_out']:.4f} | {c['constant_held_out']:.4f} | {c['trained_best_response']:.4f} | {c['constant_best_response']:.4f} |")
-    lines += ["", end]
     write_results(path, "\n".join(lines), "docs/differentiable.py", "Differentiable search against TPE")
 
 
@@ -210,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gas_nas.differentiable import propose
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import cpu_model, evidence_resources
-    from gas_nas.search import SearchOptions, open_study, run_search, waiting_trials
+    from gas_nas.evidence import cpu_model
+    from gas_nas.search import SearchOptions, load_resources, open_study, run_search, waiting_trials
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -227,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda s: print(s, flush=True)  # noqa: E731
     try:
         device = torch.device(args.device)
-        res = evidence_resources(device, args.data_dir)
+        res = load_resources(device, args.data_dir)
         env = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
         studies = {"differentiable": open_study(space, storage, "differentiable", seed=args.seed), "tpe": open_study(space, storage, "tpe", seed=args.seed)}
         opts = SearchOptions(seed=args.seed, artifacts=str(folder / "artifacts"), cohort=1,

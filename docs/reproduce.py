@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, stored_cpus, train_missing
+    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, stored_cpus, train_missing
+    from gas_nas.search import load_resources
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -534,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         log(f"device {device}; {args.seeds} seeds; {space.train.iterations} iterations, batch {space.train.batch_size}; "
             f"{space.quality.n_samples} samples; {torch.get_num_threads()} thread(s)")
-        res = evidence_resources(device, args.data_dir)
+        res = load_resources(device, args.data_dir)
         runs = plan_runs(space, args.seeds, machine_key(device), classifier_fingerprint(res.classifier))
 
         def write(search: dict | None = None) -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from gas_nas.cli import positive_int
-from gas_nas.evidence import command_line, mean_std, pm, results_markers, write_results
+from gas_nas.evidence import command_line, mean_std, pm, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -89,8 +89,7 @@ def compare(a: list[float], b: list[float]) -> str:
 def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) -> None:
     q = space.quality
     by = dict(rows)
-    start, end = results_markers("docs/sparsity.py")
-    lines = [start, ""] + ([BANNER, ""] if args.tiny else [])
+    lines = [BANNER, ""] if args.tiny else []
     stored = sum(len(ms) for _, ms in rows)
     lines += [
         f"- **Command:** `python docs/sparsity.py {args.command}`",
@@ -136,7 +135,6 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
                      f"{WIDE_DENSITY:g}, dynamic ({wide[0].d_param_mb:.3f} MB) has FID {pm([m.fid for m in wide], '.1f')}, "
                      f"{compare([m.fid for m in wide], [m.fid for m in narrow])} {space.cases[NARROW].name} dense "
                      f"({narrow[0].d_param_mb:.3f} MB) at {pm([m.fid for m in narrow], '.1f')}.")
-    lines += ["", end]
     write_results(path, "\n".join(lines), "docs/sparsity.py", TITLE)
 
 
@@ -145,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, plan_run, stored_cpus, train_missing
+    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, plan_run, stored_cpus, train_missing
+    from gas_nas.search import load_resources
     from gas_nas.space import load_space
     from gas_nas.train import TrialMetrics
 
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = out / RUNS
     try:
         device = torch.device(args.device)
-        res = evidence_resources(device, args.data_dir)
+        res = load_resources(device, args.data_dir)
         machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
         table = settings(space)
         runs = [plan_run(name, slug, spec, seed, cfg, quality, machine, classifier) for seed in range(args.seeds) for name, spec, cfg, slug in table]

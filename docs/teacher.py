@@ -191,11 +191,10 @@ def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
 
 def results(runs: list, stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
     """The results block; `runs` from `plan`, `stored` maps a run's stem to its stored record."""
-    from gas_nas.evidence import pm, results_markers
+    from gas_nas.evidence import pm
     from gas_nas.results import TrialMetrics
 
-    start, end = results_markers("docs/teacher.py")
-    lines = [start, ""] + ([TINY_BANNER, ""] if args.tiny else []) + [f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
+    lines = ([TINY_BANNER, ""] if args.tiny else []) + [f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
              f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {student_train(space, 0.1).teacher_start + 1} (`teacher_from: {student_train(space, 0.1).teacher_from:g}`); "
              f"quality on {space.quality.n_samples} samples; {args.seeds} seeds per row; stored runs: {len(stored)} of {len(runs)}; compute in stored runs: {seconds / 60:.0f} min.", "",
              "| case | teacher λ | seeds | FID | digits | entropy | imbalance | duality gap | D params | s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -217,7 +216,6 @@ def results(runs: list, stored: dict, space, teacher, timing_record: dict | None
                   "| case | ms/iter alone | ms/iter with teacher | ratio |", "|---|---|---|---|"]
         for case, row in timing_record["rows"].items():
             lines.append(f"| {case} | {row['ms_gas']:.0f} | {row['ms_dgl']:.0f} | {row['ratio']:.2f}x |")
-    lines += ["", end]
     return "\n".join(lines)
 
 
@@ -235,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gas_nas.evidence import classifier_fingerprint, evidence_resources, load_run, machine_key, train_missing, write_results
+    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, train_missing, write_results
+    from gas_nas.search import load_resources
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     space = budget_space(args)
-    res = evidence_resources(device, args.data_dir)
+    res = load_resources(device, args.data_dir)
     teacher = get_teacher(args, device, res.real)
     machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
     fixed = machine | {"classifier": classifier}

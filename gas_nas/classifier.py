@@ -1,8 +1,12 @@
 """A small MNIST CNN, used only as the feature space in which generated samples are judged.
 
 Inception features know nothing about digits (and need a download); a CNN trained on MNIST
-itself gives a Fréchet distance and a per-class histogram that see mode collapse. It is
-trained once (seeded, about 10 s on one CPU core) and kept as a checkpoint in the cache.
+itself gives a Fréchet distance and a per-class histogram that see mode collapse.
+
+One checkpoint ships with gas-nas (`SHIPPED`): trained once (seeded, about 10 s on one CPU core),
+but a classifier trained afresh differs on every CPU (fp32 kernels differ), FIDs from two
+classifiers do not compare, and the workers of one shared study run on different machines.
+`train_classifier` remains for a classifier of one's own and for an install without the file.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ ENV_CACHE = "GAS_NAS_CACHE"
 VERSION = 1
 MIN_ACCURACY = 0.98
 CHECKPOINT_NAME = f"mnist_classifier_v{VERSION}.pt"
+SHIPPED = Path(__file__).resolve().parent / "assets" / CHECKPOINT_NAME
 SEED = 0
 LR = 5e-3
 BATCH = 128
@@ -162,11 +167,15 @@ def load_classifier(
     cache_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
 ) -> MnistClassifier:
-    """The cached classifier on `device` (eval mode, frozen), training and caching it on first use.
+    """The quality classifier on `device` (eval mode, frozen).
 
-    Refuses (GasNasError) a classifier under 98% test accuracy: its features would make the
-    quality gate meaningless.
+    Without `cache_dir`, the one shipped with gas-nas, so every machine judges samples alike.
+    With `cache_dir` (or when the shipped file is missing or unreadable), that folder's own,
+    trained and cached there on first use. Refuses (GasNasError) a classifier under 98% test
+    accuracy: its features would make the quality gate meaningless.
     """
+    if cache_dir is None and (model := _load_checkpoint(SHIPPED, device)) is not None:
+        return model
     path = Path(cache_dir).expanduser() / CHECKPOINT_NAME if cache_dir is not None else default_cache_dir() / CHECKPOINT_NAME
     model = _load_checkpoint(path, device)
     if model is not None:

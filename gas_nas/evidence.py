@@ -26,8 +26,6 @@ from typing import Any, Callable
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 
-CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "docs" / "classifier"
-
 
 def cpu_model() -> str:
     """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
@@ -56,14 +54,6 @@ def machine_key(device) -> dict:
 
     kind = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {"torch": torch.__version__, "device": kind}
-
-
-def evidence_resources(device, data_dir: str | None, teacher: Any = None):
-    """Training data and the pinned quality classifier (`CLASSIFIER_DIR`, committed): a
-    classifier trained afresh differs on every CPU, and FIDs from two classifiers do not pool."""
-    from gas_nas.search import load_resources
-
-    return load_resources(device, data_dir, teacher, classifier_dir=CLASSIFIER_DIR)
 
 
 def classifier_fingerprint(classifier) -> str:
@@ -174,6 +164,7 @@ def write_results(path: Path, block: str, script: str, title: str) -> None:
     """Put `block` between `script`'s markers in the page at `path` (atomically), keeping the
     hand-written text around them; a page without the markers is created as `title` + block."""
     start, end = results_markers(script)
+    block = f"{start}\n\n{block}\n\n{end}"
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
     if start in text and end in text:
@@ -358,4 +349,4 @@ def _train_chunk(chunk: list[Run], quality: QualityConfig, res, folder: Path, do
         log(f"  stored {run.name} seed {run.seed}: fid {m.fid:.1f}  imbalance {m.imbalance:.3f}  classes {m.classes}  {m.status}")
     return time.perf_counter() - start
 
-__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "evidence_resources", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "results_markers", "write_results", "store_run", "stored_cpus", "write_json_atomic", "train_missing"]
+__all__ = ["Run", "claim", "classifier_fingerprint", "command_line", "cpu_model", "key_matches", "load_run", "machine_key", "mean_std", "plan_run", "pm", "release", "results_markers", "write_results", "store_run", "stored_cpus", "write_json_atomic", "train_missing"]

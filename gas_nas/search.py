@@ -292,13 +292,13 @@ class Resources:
     teacher: Any = None  # gas_nas.teacher.Teacher for a recipe with a teacher
 
 
-def load_resources(device: torch.device, data_dir: str | None, teacher: Any = None, classifier_dir: str | Path | None = None) -> Resources:
+def load_resources(device: torch.device, data_dir: str | None, teacher: Any = None) -> Resources:
     from gas_nas.classifier import load_classifier
     from gas_nas.data import load_mnist
 
     real, _ = load_mnist(data_dir, train=True, device=device)
     held_out, _ = load_mnist(data_dir, train=False, device=device)
-    return Resources(real=real, held_out=held_out, classifier=load_classifier(data_dir, classifier_dir, device=device), teacher=teacher)
+    return Resources(real=real, held_out=held_out, classifier=load_classifier(data_dir, device=device), teacher=teacher)
 
 
 def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, resources: Resources, n_trials: int | None, until: int | None = None) -> None:

@@ -44,16 +44,16 @@ def float64():
 
 @pytest.fixture(scope="session")
 def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private cache dir, so tests never read or write the user's ~/.cache."""
+    """A private cache dir ($GAS_NAS_CACHE of the CLI tests), so tests never read or write the user's ~/.cache."""
     return tmp_path_factory.mktemp("classifier-cache")
 
 
 @pytest.fixture(scope="session")
-def mnist_classifier(mnist_dir: Path, classifier_cache: Path):
-    """The feature classifier, trained once per session into `classifier_cache`."""
+def mnist_classifier():
+    """The feature classifier shipped with gas-nas, as every command loads it (the same on any CPU)."""
     from gas_nas.classifier import load_classifier
 
-    return load_classifier(data_dir=mnist_dir, cache_dir=classifier_cache, device="cpu")
+    return load_classifier(device="cpu")
 
 
 TINY_BUDGET = {"iterations": 3, "batch_size": 8, "log_every": 1}

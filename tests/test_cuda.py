@@ -53,15 +53,14 @@ def record(key: str, value) -> None:
 
 
 @pytest.fixture(scope="module")
-def cuda_data(mnist_dir, classifier_cache):
-    """MNIST and the quality classifier on the GPU (the classifier from `$GAS_NAS_CACHE` when set)."""
+def cuda_data(mnist_dir):
+    """MNIST and the shipped quality classifier on the GPU."""
     from gas_nas.classifier import load_classifier
     from gas_nas.data import load_mnist
 
     real, _ = load_mnist(mnist_dir, train=True, device=CUDA)
     held_out, _ = load_mnist(mnist_dir, train=False, device=CUDA)
-    cache = os.environ.get("GAS_NAS_CACHE") or classifier_cache
-    return real, held_out, load_classifier(mnist_dir, cache_dir=cache, device=CUDA)
+    return real, held_out, load_classifier(device=CUDA)
 
 
 def _finite(m) -> bool:

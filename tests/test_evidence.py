@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gas_nas.evidence import (CLASSIFIER_DIR, classifier_fingerprint, claim, cpu_model, evidence_resources, load_run, machine_key, plan_run,
+from gas_nas.evidence import (classifier_fingerprint, claim, cpu_model, load_run, machine_key, plan_run,
                                release, stored_cpus, train_missing)
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
@@ -77,20 +78,21 @@ def test_train_missing_skips_a_run_another_worker_claimed(tmp_path: Path, mnist_
     assert len(list(tmp_path.glob("*.claim"))) == 1  # only the other worker's claim remains
 
 
-def test_pages_are_scored_by_the_committed_classifier_and_keyed_without_the_cpu(mnist_dir: Path):
+def test_pages_are_scored_by_the_shipped_classifier_and_keyed_without_the_cpu(mnist_dir: Path):
     """A classifier trained afresh differs between CPUs, so runs stored on different machines pool
-    only if every page scores them with the one committed under docs/classifier/."""
+    only if every page scores them with the one shipped in gas_nas/assets/ (its fingerprint is in
+    every run's key)."""
     import torch
 
-    from gas_nas.classifier import CHECKPOINT_NAME, MnistClassifier
+    from gas_nas.classifier import SHIPPED, MnistClassifier
+    from gas_nas.search import load_resources
 
-    path = CLASSIFIER_DIR / CHECKPOINT_NAME
-    before = path.read_bytes()
-    res = evidence_resources(torch.device("cpu"), str(mnist_dir))
-    committed = MnistClassifier()
-    committed.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    assert classifier_fingerprint(res.classifier) == classifier_fingerprint(committed)
-    assert path.read_bytes() == before  # loaded, not retrained over
+    res = load_resources(torch.device("cpu"), str(mnist_dir))
+    shipped = MnistClassifier()
+    shipped.load_state_dict(torch.load(SHIPPED, weights_only=True)["state_dict"])
+    assert classifier_fingerprint(res.classifier) == classifier_fingerprint(shipped)
+    stored = sorted((Path(__file__).resolve().parent.parent / "docs" / "gas-reproduction" / "runs").glob("*.json"))
+    assert stored and all(json.loads(p.read_text())["key"]["classifier"] == classifier_fingerprint(shipped) for p in stored)
     assert set(machine_key(torch.device("cpu"))) == {"torch", "device"}
 
 
@@ -99,10 +101,10 @@ def test_a_rewritten_page_keeps_the_hand_written_text_around_its_results(tmp_pat
 
     page = tmp_path / "docs" / "p.md"
     start, end = results_markers("docs/p.py")
-    write_results(page, f"{start}\n| 1 run |\n{end}", "docs/p.py", "P")
-    assert page.read_text() == f"# P\n\n{start}\n| 1 run |\n{end}\n"
+    write_results(page, "| 1 run |", "docs/p.py", "P")
+    assert page.read_text() == f"# P\n\n{start}\n\n| 1 run |\n\n{end}\n"
     page.write_text(page.read_text().replace("# P\n", "# P\n\nWhat the numbers mean.\n") + "\nSee also.\n")
-    write_results(page, f"{start}\n| 2 runs |\n{end}", "docs/p.py", "P")
+    write_results(page, "| 2 runs |", "docs/p.py", "P")
     text = page.read_text()
     assert "What the numbers mean." in text and text.endswith("See also.\n")
     assert "| 2 runs |" in text and "| 1 run |" not in text and text.count(start) == 1

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gas_nas import classifier as classifier_module
-from gas_nas.classifier import CHECKPOINT_NAME, MnistClassifier, load_classifier
+from gas_nas.classifier import CHECKPOINT_NAME, SHIPPED, MnistClassifier, load_classifier
 from gas_nas.data import load_mnist
 from gas_nas.errors import GasNasError
 from gas_nas.metrics import SampleQuality, imbalance, param_count, param_mb, sample_quality
@@ -183,18 +183,48 @@ def test_classifier_is_accurate_and_frozen(mnist_classifier: MnistClassifier) ->
     assert mnist_classifier(x).shape == (3, 10)
 
 
-def test_second_load_comes_from_the_cache(
-    mnist_classifier: MnistClassifier, mnist_dir: Path, classifier_cache: Path, monkeypatch: pytest.MonkeyPatch
+def test_every_machine_loads_the_shipped_classifier_without_training(
+    mnist_classifier: MnistClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A classifier trained afresh differs per CPU, so without a cache_dir every process (and every
+    worker of a shared study) loads the shipped checkpoint, whatever $GAS_NAS_CACHE holds."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped checkpoint should have been loaded")
+
+    monkeypatch.setattr(classifier_module, "train_classifier", no_training)
+    other = MnistClassifier()  # a different classifier in the user's cache must not win
+    classifier_module._save_atomic(other, 0.99, tmp_path / CHECKPOINT_NAME)
+    monkeypatch.setenv("GAS_NAS_CACHE", str(tmp_path))
+    before = SHIPPED.read_bytes()
+    again = load_classifier()
+    shipped = torch.load(SHIPPED, weights_only=True)
+    for name, tensor in shipped["state_dict"].items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+    assert again.test_accuracy == shipped["test_accuracy"] >= 0.98
+    assert SHIPPED.read_bytes() == before
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    torch.testing.assert_close(again(x), mnist_classifier(x))
+
+
+def test_own_classifier_is_trained_once_then_comes_from_its_cache(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a cache_dir (or an install without the shipped file) the classifier is trained there on
+    first use and read back after."""
+    monkeypatch.setattr(classifier_module, "SHIPPED", tmp_path / "missing.pt")
+    monkeypatch.setenv("GAS_NAS_CACHE", str(tmp_path / "cache"))
+    trained = load_classifier(data_dir=mnist_dir)  # the shipped file is missing: trained into the cache
+    assert trained.test_accuracy >= 0.98 and (tmp_path / "cache" / CHECKPOINT_NAME).is_file()
+
     def no_training(*args, **kwargs):
         raise AssertionError("the cached checkpoint should have been loaded")
 
     monkeypatch.setattr(classifier_module, "train_classifier", no_training)
-    assert (classifier_cache / CHECKPOINT_NAME).is_file()
-    again = load_classifier(data_dir=mnist_dir, cache_dir=classifier_cache)
-    assert again.test_accuracy == mnist_classifier.test_accuracy
+    again = load_classifier(data_dir=mnist_dir, cache_dir=tmp_path / "cache")
+    assert again.test_accuracy == trained.test_accuracy
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    torch.testing.assert_close(again(x), mnist_classifier(x))
+    torch.testing.assert_close(again(x), trained(x))
 
 
 def test_inaccurate_classifier_is_refused_and_not_cached(
