@@ -37,6 +37,7 @@ PAGE = "differentiable.md"
 FOLDER = "differentiable"
 GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # looser than the default 60: see the page
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
+MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the search."
 
 
@@ -226,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = torch.device(args.device)
         res = load_resources(device, args.data_dir)
-        env = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+        machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)"
         studies = {"differentiable": open_study(space, storage, "differentiable", seed=args.seed), "tpe": open_study(space, storage, "tpe", seed=args.seed)}
+        if budget > 0:  # the studies span sessions, and the machine under them may change between calls
+            for study in studies.values():
+                if machine not in study.user_attrs.get(MACHINES_ATTR, []):
+                    study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
+        machines = dict.fromkeys(m for study in studies.values() for m in study.user_attrs.get(MACHINES_ATTR, [])) or [machine]
+        env = f"{'; '.join(machines)}, torch {torch.__version__}"
         opts = SearchOptions(seed=args.seed, artifacts=str(folder / "artifacts"), cohort=1,
                              callbacks=[lambda study, t: log(f"  {study.study_name} trial {t.number} {t.state.name} {t.values}")])
 
