@@ -13,8 +13,11 @@ constant-0.5 discriminator.
 
 Resumable: the studies are SQLite (a stopped run loses at most the trial or supernet in
 progress), the checks are JSON beside them, and the page is rewritten at the end of every call.
+Two workers share the work with `--part`: one runs the differentiable study, the other TPE
+trials from the start; the TPE worker stops only once the differentiable side is finished and
+its compute, the budget's yardstick, is final.
 
-    OMP_NUM_THREADS=1 python docs/differentiable.py --iterations 300 --device cpu --threads 1 [--max-trials N]
+    OMP_NUM_THREADS=1 python docs/differentiable.py --iterations 300 --device cpu --threads 1 [--max-trials N] [--part differentiable|tpe]
     python docs/differentiable.py --tiny --out /tmp/differentiable       # smoke test
 """
 
@@ -38,6 +41,7 @@ FOLDER = "differentiable"
 GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # looser than the default 60: see the page
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
 MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
+PARTS = ("both", "differentiable", "tpe")
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the search."
 
 
@@ -49,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lambdas", type=lambda_list, default=(0.01, 0.1, 1.0))
     p.add_argument("--factor", type=float, default=10.0, help="TPE's compute over the differentiable search's (default 10)")
     p.add_argument("--max-trials", type=int, help="train at most this many trials in this call (0: only the page)")
+    p.add_argument("--part", choices=PARTS, default="both", help="which study this worker trains (default both: the differentiable one, then TPE)")
     p.add_argument("--gap-steps", type=int, default=50, help="best-response steps of the objective check (default 50)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=positive_int)
@@ -125,6 +130,17 @@ def search_seconds(study) -> tuple[float, int]:
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if not TrialRecord.of(t).case]
     seconds = sum((TrialRecord.of(t).metrics.seconds if TrialRecord.of(t).metrics else 0.0) for t in trials)
     return seconds + sum(r["seconds"] for r in supernet_records(study)), len(trials)
+
+
+def differentiable_finished(study, lambdas) -> bool:
+    """Every supernet recorded and every trial the study holds finished: its compute is final."""
+    from optuna.trial import TrialState
+
+    from gas_nas.search import supernet_records
+
+    recorded = {r["key"]["lambda"] for r in supernet_records(study)}
+    busy = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return set(lambdas) <= recorded and not busy
 
 
 # ---------------------------------------------------------------- the objective check
@@ -251,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
                 checks_path.write_text(json.dumps(checks, indent=1) + "\n")
                 log(f"supernet lambda {result.lam:g}: {result.seconds:.0f} s; check {checks[-1]}")
 
-            trained += train(studies["differentiable"], 6 - len([t for t in studies["differentiable"].trials if t.state.is_finished()]))
-            if trained < budget:
-                propose(studies["differentiable"], space, res.real, args.seed, on_supernet=lambda lam: log(f"supernet lambda {lam:g}"), on_done=on_done)
-                trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))
-            while trained < budget:
+            if args.part != "tpe":
+                trained += train(studies["differentiable"], 6 - len([t for t in studies["differentiable"].trials if t.state.is_finished()]))
+                if trained < budget:
+                    propose(studies["differentiable"], space, res.real, args.seed, on_supernet=lambda lam: log(f"supernet lambda {lam:g}"), on_done=on_done)
+                    trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))
+            while trained < budget and args.part != "differentiable":
                 done = len([t for t in studies["tpe"].trials if t.state.is_finished()])
-                if done >= 6 and search_seconds(studies["tpe"])[0] >= args.factor * search_seconds(studies["differentiable"])[0]:
+                final = differentiable_finished(studies["differentiable"], args.lambdas)
+                if done >= 6 and final and search_seconds(studies["tpe"])[0] >= args.factor * search_seconds(studies["differentiable"])[0]:
                     break
                 trained += train(studies["tpe"], 1)
         write_page(out / PAGE, args, space, studies, checks, env)
