@@ -107,7 +107,7 @@ def trial_note(trial: FrozenTrial) -> str:
         ("teacher (training only)", _join(_fmt(get("teacher_mb"), ".3f"), f"MB ({_fmt(get('teacher_params'), ',d')} parameters, sha256 {(get('teacher_sha256') or '')[:12]})") if get("teacher_sha256") else "-"),
         ("iterations", _fmt(get("iterations"), "d")),
         ("seconds", _join(_fmt(get("seconds"), ".1f"), f"(its share of a cohort of {get('cohort')})" if (get("cohort") or 1) > 1 else "")),
-        ("device", get("device") or "-"),
+        ("device", _join(get("device") or "-", f"on {get('machine')}" if get("machine") else "")),
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
     return "\n".join(lines) + "\n"

@@ -23,19 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gas_nas.machine import cpu_model
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
-
-
-
-def cpu_model() -> str:
-    """The CPU's model name (fp32 results differ between CPUs: their kernels differ)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def stored_cpus(folder: Path, runs: list) -> str:

@@ -47,6 +47,7 @@ class TrialMetrics:
     teacher_params: int | None = None
     teacher_mb: float | None = None
     teacher_losses: list[float] = field(default_factory=list)
+    machine: str | None = None  # "host (processor[, threads])" that trained it; None in older studies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gas_nas.interrupt import Interrupted
+from gas_nas.machine import cpu_model, describe
 from gas_nas.metrics import imbalance as imbalance_of
 from gas_nas.metrics import last_quarter_mean, param_count, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
@@ -445,6 +446,7 @@ def run_cohort(
         gap = duality_gap(G, D, held_out, train, steps, seed) if steps else math.nan
         measured.append((G, D, hist, q, grid, gap))
     seconds = (time.perf_counter() - start) / len(specs)
+    machine = describe(torch.cuda.get_device_name(device)) if device.type == "cuda" else describe(cpu_model(), torch.get_num_threads())
     outcomes = []
     for spec, seed, peak, (G, D, hist, q, grid, gap) in zip(specs, seeds, peaks, measured):
         metrics = TrialMetrics(
@@ -463,6 +465,7 @@ def run_cohort(
             classifier_accuracy=float(getattr(classifier, "test_accuracy", float("nan"))),
             seconds=seconds,
             device=str(device),
+            machine=machine,
             seed=seed,
             cohort=len(specs),
             peak_mb=peak,

@@ -25,7 +25,8 @@ def _record(study: optuna.Study, size: float, imbalance: float, case: str | None
     trial = study.ask()
     metrics = TrialMetrics(status="complete", reason="", iterations=2000, d_params=int(size * 2**18), d_param_mb=size, imbalance=imbalance,
                            d_loss=0.2, g_loss=0.2, fid=fid, classes=9, entropy=2.1, class_histogram=[200] * 10,
-                           classifier_accuracy=0.99, seconds=540.0, device="cpu", seed=0)
+                           classifier_accuracy=0.99, seconds=540.0, device="cpu", seed=0,
+                           machine="worker-7 (Intel Xeon, 1 thread(s))")
     TrialRecord(case=case, metrics=metrics, feasible=fid <= MAX_FID, infeasible_reason="" if fid <= MAX_FID else f"fid {fid:.1f} > {MAX_FID:g}").write(trial)
     set_constraints(trial, {"fid": fid - MAX_FID, "classes": 0.0, "entropy": -1.0, "finished": 0.0})
     study.tell(trial, [size, imbalance])
@@ -88,7 +89,7 @@ def test_every_trial_page_has_a_note_with_verdict_and_measurements(detail_and_st
     assert notes[0].startswith("### Trial 0: paper case 1 (original)\n") and "**Feasible**" in notes[0]
     assert "**Infeasible**: fid 400.0 > 100" in notes[1] and "paper case 2 (depthwise separable)" in notes[1]
     for key in ("| Fréchet distance | 50.0 |", "| digits found | 9 of 10 |", "class entropy | 2.10", "| imbalance | 1.000 (D loss 0.200, G loss 0.200",
-                "| iterations | 2000 |", "| seconds | 540.0 |", "| device | cpu |"):
+                "| iterations | 2000 |", "| seconds | 540.0 |", "| device | cpu on worker-7 (Intel Xeon, 1 thread(s)) |"):
         assert key in notes[0]
     assert "**FAIL**: loss is not finite at iteration 3" in notes[4] and "paper case 3 (inception)" in notes[4]
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import platform
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from gas_nas.machine import cpu_model
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.space import load_space
@@ -44,6 +46,7 @@ def test_each_paper_case_finishes_with_finite_losses_and_all_metrics(index, mnis
     assert math.isfinite(m.fid) and 0 <= m.classes <= 10 and sum(m.class_histogram) == QUALITY.n_samples
     assert m.classifier_accuracy >= 0.98
     assert outcome.grid.shape == (64, 1, 28, 28)
+    assert m.machine == f"{platform.node()} ({cpu_model()}, {torch.get_num_threads()} thread(s))"  # workers on several hosts pool trials
     json.dumps(m.to_dict())  # the record is JSON-ready (stored as Optuna user attributes)
 
 
