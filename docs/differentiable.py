@@ -15,7 +15,7 @@ Resumable: the studies are SQLite (a stopped run loses at most the trial or supe
 progress), the checks are JSON beside them, and the page is rewritten at the end of every call.
 Two workers share the work with `--part`: one runs the differentiable study, the other TPE
 trials from the start; the TPE worker stops only once the differentiable side is finished and
-its compute, the budget's yardstick, is final.
+its compute, the budget's yardstick, is final (so it needs the other worker, or `--max-trials`).
 
     OMP_NUM_THREADS=1 python docs/differentiable.py --iterations 300 --device cpu --threads 1 [--max-trials N] [--part differentiable|tpe]
     python docs/differentiable.py --tiny --out /tmp/differentiable       # smoke test
@@ -132,15 +132,18 @@ def search_seconds(study) -> tuple[float, int]:
     return seconds + sum(r["seconds"] for r in supernet_records(study)), len(trials)
 
 
-def differentiable_finished(study, lambdas) -> bool:
-    """Every supernet recorded and every trial the study holds finished: its compute is final."""
+def differentiable_finished(study, space, seed: int) -> bool:
+    """Every supernet of this budget recorded and every trial the study holds finished (a dead
+    worker's is failed and queued again first): its compute is final."""
     from optuna.trial import TrialState
 
-    from gas_nas.search import supernet_records
+    from gas_nas.differentiable import supernet_key
+    from gas_nas.search import fail_stale_trials, supernet_records
 
-    recorded = {r["key"]["lambda"] for r in supernet_records(study)}
+    fail_stale_trials(study)
+    keys = [r.get("key") for r in supernet_records(study)]
     busy = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    return set(lambdas) <= recorded and not busy
+    return all(supernet_key(space, lam, seed) in keys for lam in space.search.lambdas) and not busy
 
 
 # ---------------------------------------------------------------- the objective check
@@ -225,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gas_nas.differentiable import propose
     from gas_nas.errors import GasNasError
-    from gas_nas.evidence import cpu_model
-    from gas_nas.search import SearchOptions, load_resources, open_study, run_search, waiting_trials
+    from gas_nas.machine import cpu_model
+    from gas_nas.search import SearchOptions, fail_stale_trials, load_resources, open_study, run_search, waiting_trials
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -246,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)"
         studies = {"differentiable": open_study(space, storage, "differentiable", seed=args.seed), "tpe": open_study(space, storage, "tpe", seed=args.seed)}
         if budget > 0:  # the studies span sessions, and the machine under them may change between calls
-            for study in studies.values():
+            for name, study in studies.items():
+                if args.part not in ("both", name):
+                    continue
                 if machine not in study.user_attrs.get(MACHINES_ATTR, []):
                     study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
         machines = dict.fromkeys(m for study in studies.values() for m in study.user_attrs.get(MACHINES_ATTR, [])) or [machine]
@@ -268,13 +273,14 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"supernet lambda {result.lam:g}: {result.seconds:.0f} s; check {checks[-1]}")
 
             if args.part != "tpe":
+                fail_stale_trials(studies["differentiable"])  # a killed worker's proposal is queued again
                 trained += train(studies["differentiable"], 6 - len([t for t in studies["differentiable"].trials if t.state.is_finished()]))
                 if trained < budget:
                     propose(studies["differentiable"], space, res.real, args.seed, on_supernet=lambda lam: log(f"supernet lambda {lam:g}"), on_done=on_done)
                     trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))
             while trained < budget and args.part != "differentiable":
                 done = len([t for t in studies["tpe"].trials if t.state.is_finished()])
-                final = differentiable_finished(studies["differentiable"], args.lambdas)
+                final = differentiable_finished(studies["differentiable"], space, args.seed)
                 if done >= 6 and final and search_seconds(studies["tpe"])[0] >= args.factor * search_seconds(studies["differentiable"])[0]:
                     break
                 trained += train(studies["tpe"], 1)

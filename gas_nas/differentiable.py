@@ -241,6 +241,15 @@ class Proposal:
     enqueued: bool  # False: the study already had a trial of this spec (that one's number)
 
 
+def supernet_key(space, lam: float, seed: int) -> dict:
+    """Everything that changes a supernet's result: a study holding a record with this key has run it."""
+    from gas_nas.supernet import supernet_space
+
+    sspace = supernet_space(space)
+    return {"lambda": lam, "seed": seed, "train": space.train.to_dict(), "derive": space.search.derive,
+            "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
+
+
 def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callable[[float], None] | None = None,
             on_iteration: Callable[[int, int], None] | None = None, on_report: Callable[[Report], None] | None = None,
             on_done: Callable[[SupernetResult], None] | None = None, should_stop: Callable[[], bool] | None = None) -> list[Proposal]:
@@ -254,8 +263,7 @@ def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callabl
     sspace = supernet_space(space)
     out: list[Proposal] = []
     for lam in space.search.lambdas:
-        key = {"lambda": lam, "seed": seed, "train": space.train.to_dict(), "derive": space.search.derive,
-               "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
+        key = supernet_key(space, lam, seed)
         if any(r.get("key") == key for r in supernet_records(study)):
             continue
         if on_supernet is not None:
@@ -306,4 +314,4 @@ def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.
     return held_out_d_loss(D, best, images, z)
 
 
-__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule"]
+__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]

@@ -180,6 +180,14 @@ def add_supernet_record(study: optuna.Study, record: dict) -> None:
     study.set_user_attr(SUPERNETS_ATTR, supernet_records(study) + [record])
 
 
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose worker died (no heartbeat within the grace period); the
+    storage's retry callback enqueues each again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def waiting_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
@@ -330,10 +338,9 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
                 if size <= 0:
                     break
                 _check_stop(opts)
+                fail_stale_trials(study)  # what study.optimize does before each trial
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
                     warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we keep heartbeats ourselves
-                    optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
                     trials = [study.ask() for _ in range(size)]
                 asked += size
                 heartbeat = Heartbeat(study, trials).start()
