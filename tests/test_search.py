@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import write_tiny_space
+from gas_nas.machine import cpu_model
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.recipes import RECIPE_KEYS
@@ -103,7 +105,7 @@ def test_dashboard_notes_and_plot_are_written_by_the_search(searched):
     assert any(k.startswith(f"dashboard:plot_data:{PLOT_ID}:") for k in attrs)
     for t in study.trials:
         note = "".join(v for k, v in sorted(attrs.items()) if k.startswith(f"dashboard:{t._trial_id}:note_str:"))
-        assert f"### Trial {t.number}" in note and "**Feasible**" in note and "| device | cpu |" in note
+        assert f"### Trial {t.number}" in note and "**Feasible**" in note and f"| device | cpu on {platform.node()} ({cpu_model()}, " in note  # which machine trained it
         case = t.user_attrs.get("case")
         number, _, name = (case or "").partition(" ")
         assert f"paper case {number} ({name})" in note if case else "paper case" not in note
