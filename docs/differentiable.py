@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from gas_nas.cli import lambda_list, positive_int
-from gas_nas.evidence import write_results
+from gas_nas.evidence import command_line, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DOCS))
     p.add_argument("--tiny", action="store_true", help="smoke test: 3 iterations, batch 8, 64 samples, lambdas 0,10, factor 1")
     args = p.parse_args(argv)
-    args.command = "python docs/differentiable.py " + " ".join(a for a in (sys.argv[1:] if argv is None else argv))
+    args.command = "python docs/differentiable.py " + command_line(sys.argv[1:] if argv is None else argv, drop=("--max-trials", "--part"))
     if args.tiny:
         if Path(args.out).resolve() == DOCS.resolve():
             p.error("--tiny writes a smoke-test page; give --out DIR outside docs/")
@@ -118,6 +118,32 @@ def pareto_ranks(points: list[tuple[float, float]]) -> list[int]:
         left -= front
         rank += 1
     return ranks
+
+
+def hypervolume_by_compute(trials: list[tuple[float, tuple[float, float] | None]], budgets: list[float], ref: tuple[float, float]) -> list[float]:
+    """The hypervolume of the feasible points a search had found by the time its compute reached
+    each budget. `trials`: (seconds it cost, its feasible point or None) in the order they
+    finished; a trial counts once the seconds summed up to it fit the budget."""
+    spent, found = 0.0, []
+    for seconds, point in trials:
+        spent += seconds
+        found.append((spent, point))
+    return [hypervolume([pt for s, pt in found if pt is not None and s <= b], ref) for b in budgets]
+
+
+def compute_order(study, space) -> list[tuple[float, tuple[float, float] | None]]:
+    """(seconds, feasible point or None) of a study's finished trials in the order they
+    finished; the paper cases cost nothing (both studies have them before they search)."""
+    from optuna.trial import TrialState
+
+    from gas_nas.record import TrialRecord
+
+    feasible = {t.number: (x, y) for x, y, t in feasible_points(study, space)}
+    out = []
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), key=lambda t: t.datetime_complete):
+        r = TrialRecord.of(t)
+        out.append((0.0 if r.case or r.metrics is None else r.metrics.seconds, feasible.get(t.number)))
+    return out
 
 
 def search_seconds(study) -> tuple[float, int]:
@@ -196,6 +222,16 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     d_sec, t_sec = compute["differentiable"][0], compute["tpe"][0]
     lines += ["", f"Reference point (size MB, imbalance): ({ref[0]:.4g}, {ref[1]:.4g}), 1.1 x the largest feasible value of either study. "
               f"Compute ratio TPE / differentiable: {t_sec / d_sec:.2f}x (target {args.factor:g}x)." if d_sec else "", ""]
+    if d_sec:
+        factors = sorted({1, 2, 5, args.factor})
+        d_hv = hypervolume([p[:2] for p in points["differentiable"]], ref)
+        curve = hypervolume_by_compute(compute_order(studies["tpe"], space), [f * d_sec for f in factors], ref)
+        lines += ["TPE's feasible front as its compute grew, against the differentiable search's whole front "
+                  f"(hypervolume {d_hv:.4g}; a factor TPE has not spent yet shows its front so far, marked *):", "",
+                  "| TPE compute / differentiable | hypervolume | vs differentiable |", "|---:|---:|---:|"]
+        for f, hv in zip(factors, curve):
+            lines.append(f"| {f:g}x{'*' if f * d_sec > t_sec else ''} | {hv:.4g} | {hv / d_hv if d_hv else math.nan:.2f} |")
+        lines.append("")
     ranks = pareto_ranks([p[:2] for p in everything])
     owner = [name for name, ps in points.items() for _ in ps]
     lines += ["Proposals of the supernets among all feasible trials of both studies (Pareto rank 1: on the joint front):", "",

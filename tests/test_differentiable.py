@@ -157,3 +157,10 @@ def test_the_evidence_pages_hypervolume_and_pareto_ranks():
     assert page.hypervolume([(1, 3), (2, 1), (3, 3.5), (5, 0)], (4, 4)) == pytest.approx(7)  # dominated and outside points add nothing
     assert page.hypervolume([], (4, 4)) == 0
     assert page.pareto_ranks([(1, 3), (2, 1), (3, 3.5), (2, 2), (1, 3)]) == [1, 1, 3, 2, 1]
+
+
+def test_the_evidence_pages_front_by_compute_counts_a_trial_once_its_compute_fits():
+    page = _evidence_script()
+    # free paper cases, then a 10 s trial that found nothing and a 20 s one that found (1, 1)
+    trials = [(0.0, (2.0, 3.0)), (10.0, None), (20.0, (1.0, 1.0))]
+    assert page.hypervolume_by_compute(trials, [0, 29.9, 30], (4, 4)) == pytest.approx([2, 2, 9])
