@@ -223,7 +223,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     lines += ["", f"Reference point (size MB, imbalance): ({ref[0]:.4g}, {ref[1]:.4g}), 1.1 x the largest feasible value of either study. "
               f"Compute ratio TPE / differentiable: {t_sec / d_sec:.2f}x (target {args.factor:g}x)." if d_sec else "", ""]
     if d_sec:
-        factors = sorted({1, 2, 5, args.factor})
+        factors = sorted({f for f in (1, 2, 5) if f < args.factor} | {args.factor})
         d_hv = hypervolume([p[:2] for p in points["differentiable"]], ref)
         curve = hypervolume_by_compute(compute_order(studies["tpe"], space), [f * d_sec for f in factors], ref)
         lines += ["TPE's feasible front as its compute grew, against the differentiable search's whole front "
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.part != "tpe":
                 fail_stale_trials(studies["differentiable"])  # a killed worker's proposal is queued again
-                trained += train(studies["differentiable"], 6 - len([t for t in studies["differentiable"].trials if t.state.is_finished()]))
+                trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))  # the paper cases (and a resumed run's proposals)
                 if trained < budget:
                     propose(studies["differentiable"], space, res.real, args.seed, on_supernet=lambda lam: log(f"supernet lambda {lam:g}"), on_done=on_done)
                     trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))
