@@ -176,8 +176,12 @@ def differentiable_finished(study, space, seed: int) -> bool:
 
 
 def objective_check(result, held_out, train, steps: int, seed: int) -> dict:
-    """What the held-out D term and alphaGAN's best-response term give this supernet (at its
-    final probabilities) and a constant-0.5 discriminator, against the supernet's generator."""
+    """What the outer objective's discriminator term gave this supernet over the second half of
+    its alpha steps (held-out L_D after the iteration's D steps, and before them, where the
+    generator had just answered), against a constant-0.5 discriminator (which D steps cannot
+    change); and alphaGAN's best-response term for the final supernet and the constant."""
+    import statistics
+
     import torch
 
     from gas_nas.differentiable import best_response_d_loss, held_out_d_loss
@@ -193,11 +197,13 @@ def objective_check(result, held_out, train, steps: int, seed: int) -> dict:
     def lazy(x):  # 0.5 whatever the input, with a zero gradient
         return 0.5 + 0 * x.flatten(1).sum(1, keepdim=True)
 
-    out = {"lambda": result.lam, "steps": steps}
-    for name, D in (("trained", trained), ("constant", lazy)):
-        out[f"{name}_held_out"] = held_out_d_loss(D, generator, images, z)
-        out[f"{name}_best_response"] = best_response_d_loss(D, generator, images, z, train, steps, seed)
-    return out
+    late = result.terms[len(result.terms) // 2:]
+    constant = held_out_d_loss(lazy, generator, images, z)
+    return {"lambda": result.lam, "steps": steps, "alpha_steps": len(late),
+            "before_d_steps": statistics.fmean(b for b, _ in late), "after_d_steps": statistics.fmean(a for _, a in late),
+            "after_below_constant": sum(a < constant for _, a in late) / len(late), "constant": constant,
+            "trained_best_response": best_response_d_loss(trained, generator, images, z, train, steps, seed),
+            "constant_best_response": best_response_d_loss(lazy, generator, images, z, train, steps, seed)}
 
 
 # ---------------------------------------------------------------- the page
@@ -205,6 +211,7 @@ def objective_check(result, held_out, train, steps: int, seed: int) -> dict:
 
 def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: str) -> None:
     from gas_nas.record import TrialRecord
+    from gas_nas.search import supernet_records
 
     points = {name: feasible_points(study, space) for name, study in studies.items()}
     everything = [p for ps in points.values() for p in ps]
@@ -232,25 +239,30 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
         for f, hv in zip(factors, curve):
             lines.append(f"| {f:g}x{'*' if f * d_sec > t_sec else ''} | {hv:.4g} | {hv / d_hv if d_hv else math.nan:.2f} |")
         lines.append("")
+    proposed = {n for r in supernet_records(studies["differentiable"]) for n in r["trials"]}  # of the supernets on record
     ranks = pareto_ranks([p[:2] for p in everything])
     owner = [name for name, ps in points.items() for _ in ps]
     lines += ["Proposals of the supernets among all feasible trials of both studies (Pareto rank 1: on the joint front):", "",
               "| trial | proposed by | spec | d_size_mb | imbalance | fid | Pareto rank |", "|---:|---|---|---:|---:|---:|---:|"]
     for (size, imb, t), rank, name in zip(everything, ranks, owner):
         r = TrialRecord.of(t)
-        if name == "differentiable" and r.provenance:
+        if name == "differentiable" and t.number in proposed:
             s = r.spec
             lines.append(f"| {t.number} | {r.label} | {s['conv']}{' inception' if s['inception'] else ''}, {s['downsample']}, base {s['base_filters']}, depth {s['depth']} | "
                          f"{size:.4g} | {imb:.4g} | {r.metrics.fid:.1f} | {rank} of {max(ranks)} |")
-    infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if TrialRecord.of(t).provenance and t not in [p[2] for p in points["differentiable"]]]
+    infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if t.number in proposed and t not in [p[2] for p in points["differentiable"]]]
     for t in infeasible:
         r = TrialRecord.of(t)
         lines.append(f"| {t.number} | {r.label} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(r.metrics.violations(space.quality)) if r.metrics else ''}) | | | | |")
-    lines += ["", "The outer objective checked (per supernet, against its own generator on 512 held-out images; "
-              f"best response: {args.gap_steps} steps of the recipe's optimiser):", "",
-              "| lambda | trained: held-out L_D | constant 0.5: held-out L_D | trained: L_D vs best response | constant 0.5: L_D vs best response |", "|---:|---:|---:|---:|---:|"]
+    lines += ["", "The outer objective's discriminator term, checked per supernet: its held-out L_D over the second half of its alpha steps, "
+              "after the iteration's D steps (the term alpha minimises) and before them (the generator having just answered), "
+              "against a constant-0.5 discriminator; and alphaGAN's best-response term (the final supernet against its generator "
+              f"trained {args.gap_steps} more steps against it, 512 held-out images):", "",
+              "| lambda | alpha steps | L_D after D's steps | steps below the constant | L_D before D's steps | constant 0.5 | "
+              "best response: trained | best response: constant 0.5 |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in checks:
-        lines.append(f"| {c['lambda']:g} | {c['trained_held_out']:.4f} | {c['constant_held_out']:.4f} | {c['trained_best_response']:.4f} | {c['constant_best_response']:.4f} |")
+        lines.append(f"| {c['lambda']:g} | {c['alpha_steps']} | {c['after_d_steps']:.4f} | {c['after_below_constant']:.0%} | {c['before_d_steps']:.4f} | "
+                     f"{c['constant']:.4f} | {c['trained_best_response']:.4f} | {c['constant_best_response']:.4f} |")
     write_results(path, "\n".join(lines), "docs/differentiable.py", "Differentiable search against TPE")
 
 

@@ -9,15 +9,19 @@ outer level moves the architecture weights alpha (Adam) on the other half to min
     L_D(G, D_alpha) on held-out images + lambda * log E_alpha[parameters]
 
 where the expectation is exact (every combination's parameter count, `supernet.param_table`).
-The discriminator term is the supernet's own LSGAN loss against the current generator, which
-a discriminator that outputs a constant 0.5 cannot win (it scores 0.25, a discriminating one
-less). alphaGAN's discriminator-side term, L_D(G', D_alpha) against a best-response generator
-G', is not used: a constant 0.5 scores 0.25 there too, while any discriminator a generator can
-exploit scores more (`best_response_d_loss`; docs/differentiable.md measures both).
+The discriminator term is the supernet's own LSGAN loss against the current generator, taken
+between the iteration's D steps and its G steps: alpha is judged on the discriminator it has
+just trained, before the generator answers it. A discriminator that outputs a constant 0.5
+scores 0.25 there. Judged after the G steps (as this module first did), a trained supernet
+scored more than that (0.259 at lambda 0.01, 300 iterations: the generator had just been
+trained four steps to fool it), so the term rewarded a lazy discriminator; docs/differentiable.md
+shows both, per alpha step. alphaGAN's discriminator-side term, L_D(G', D_alpha) against a
+best-response generator G', is not used: a constant 0.5 scores 0.25 there too, while any
+discriminator a generator can exploit scores more (`best_response_d_loss`).
 
-Mixing weights are Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to
-TAU_END over the run; the first WARMUP of the iterations train the weights only, then weight
-iterations and alpha steps alternate.
+The weights train every iteration on the recipe's schedule, as a trial does; mixing weights are
+Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to TAU_END over the
+run; alpha steps on every other iteration after the first WARMUP of them.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class SupernetResult:
     seconds: float
     entropy: float
     reports: list[Report] = field(default_factory=list)
+    terms: list[tuple[float, float]] = field(default_factory=list)  # per alpha step: held-out L_D before D's steps, and after (the outer term)
     networks: tuple | None = None  # (supernet, generator, final probabilities), for measurements; never stored
 
     def provenance(self, item: Derived) -> dict:
@@ -88,8 +93,8 @@ class SupernetResult:
 
 
 def schedule(iterations: int) -> tuple[int, list[bool]]:
-    """(warm-up iterations, per iteration: is it an alpha step?). Warm-up first, then weight
-    iterations and alpha steps alternate (alpha first), so even 2 iterations move alpha once."""
+    """(warm-up iterations, per iteration: does alpha step in it?). After the warm-up alpha
+    steps on every other iteration (the first one first), so even 2 iterations move alpha once."""
     warmup = max(1, int(iterations * WARMUP)) if iterations > 1 else iterations
     return warmup, [i >= warmup and (i - warmup) % 2 == 0 for i in range(iterations)]
 
@@ -171,31 +176,37 @@ def run_supernet(
 
     warmup, alpha_steps = schedule(train.iterations)
     every = max(1, sum(alpha_steps) // REPORTS)
-    reports, done_alpha, outer = [], 0, math.nan
+    reports, terms, outer = [], [], math.nan
     for i, is_alpha in enumerate(alpha_steps):
         if should_stop is not None and should_stop():
             raise Interrupted
         tau = temperature(i, train.iterations)
-        if is_alpha:
-            x = images(outer_images)
+        w = arch.sample(tau, gen, grad=False)  # one draw for the iteration's weight updates
+        if is_alpha:  # held-out batch and alpha's own draw, judged before and after D's steps
+            x, wa = images(outer_images), arch.sample(tau, gen, grad=True)
+            frozen = {a: v.detach() for a, v in wa.items()}
             with torch.no_grad():
                 fake = G(noise())
-            w = arch.sample(tau, gen, grad=True)
-            size = torch.log(expected_params(table, arch.probs()))
-            loss = lsgan_d_loss(D(x, w), D(fake, w)) + lam * size
+                before = float(lsgan_d_loss(D(x, frozen), D(fake, frozen)))
+        d_loss = _d_steps(D, G, w, lambda: images(inner_images), noise, opt_d, train)
+        if is_alpha:
+            term = lsgan_d_loss(D(x, wa), D(fake, wa))
+            loss = term + lam * torch.log(expected_params(table, arch.probs()))
             opt_a.zero_grad(set_to_none=False)
             loss.backward(inputs=list(arch.alpha.values()))
             opt_a.step()
-            outer, done_alpha = float(loss.detach()), done_alpha + 1
+            outer = float(loss.detach())
+            terms.append((before, float(term.detach())))
             if not math.isfinite(outer):
                 raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: outer loss {outer}")
-            if done_alpha % every == 0 or i == train.iterations - 1:
+            if len(terms) % every == 0 or i == train.iterations - 1:
                 probs = arch.probs()
                 reports.append(Report(i + 1, train.iterations, sspace.spec(arch.ranked(1)[0][0]), entropy({a: probs[a] for a in arch.alpha}), outer))
                 if on_report is not None:
                     on_report(reports[-1])
-        else:
-            _weight_iteration(D, G, arch.sample(tau, gen, grad=False), lambda: images(inner_images), noise, opt_d, opt_g, g_params, train)
+        g_loss = _g_steps(D, G, w, noise, opt_g, g_params, train)
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+            raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: D loss {d_loss}, G loss {g_loss}")
         if on_iteration is not None:
             on_iteration(i + 1, train.iterations)
     probs = arch.probs()
@@ -203,12 +214,11 @@ def run_supernet(
     derived = [Derived(sspace.spec(choice), p, rank) for rank, (choice, p) in enumerate(arch.ranked(derive))]
     candidates = sspace.candidate_lists(tuple(arch.alpha))
     return SupernetResult(lam, train.iterations, seed, mixed, candidates, dict(sspace.fixed), derived, time.perf_counter() - start,
-                          entropy({a: probs[a] for a in arch.alpha}), reports, (D, G, {a: p.detach() for a, p in probs.items()}))
+                          entropy({a: probs[a] for a in arch.alpha}), reports, terms, (D, G, {a: p.detach() for a, p in probs.items()}))
 
 
-def _weight_iteration(D, G, w, real, noise, opt_d, opt_g, g_params, train: TrainConfig) -> None:
-    """One iteration of the recipe's schedule on the supernet with mixing weights `w` (one
-    Gumbel draw per iteration): d_steps D updates, then g_steps G updates."""
+def _d_steps(D, G, w, real, noise, opt_d, train: TrainConfig) -> float:
+    """The recipe's d_steps discriminator updates on the supernet with mixing weights `w`; the last loss."""
     recipe = get_recipe(train.recipe)
     for _ in range(train.d_steps):
         x = real()
@@ -218,14 +228,18 @@ def _weight_iteration(D, G, w, real, noise, opt_d, opt_g, g_params, train: Train
         opt_d.zero_grad(set_to_none=False)
         d_loss.backward()
         opt_d.step()
+    return float(d_loss.detach())
+
+
+def _g_steps(D, G, w, noise, opt_g, g_params, train: TrainConfig) -> float:
+    """The recipe's g_steps generator updates against the supernet with mixing weights `w`; the last loss."""
+    recipe = get_recipe(train.recipe)
     for _ in range(train.g_steps):
         g_loss = recipe.g_loss(D(G(noise()), w))
         opt_g.zero_grad(set_to_none=False)
         g_loss.backward(inputs=g_params)
         opt_g.step()
-    d, g = float(d_loss.detach()), float(g_loss.detach())
-    if not (math.isfinite(d) and math.isfinite(g)):
-        raise GasNasError(f"supernet diverged: D loss {d}, G loss {g}")
+    return float(g_loss.detach())
 
 
 # ---------------------------------------------------------------- proposals for a study

@@ -129,6 +129,7 @@ def test_a_supernet_run_is_seeded_and_derives_distinct_specs_in_probability_orde
     assert len({d.spec for d in first.derived}) == 3
     assert [d.probability for d in first.derived] == sorted((d.probability for d in first.derived), reverse=True)
     assert reports and reports[-1].iteration == 6 and 0 < reports[-1].entropy < math.log(4) + math.log(3) + math.log(2) * 2 + 1e-9
+    assert len(first.terms) == sum(schedule(6)[1]) and all(math.isfinite(v) for pair in first.terms for v in pair)  # (before, after D's steps) per alpha step
     assert set(first.probs) == {"op", "downsample", "base_filters", "depth"}
     assert all(abs(sum(p) - 1) < 1e-6 for p in first.probs.values())
 
