@@ -42,6 +42,7 @@ GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # looser than 
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
 MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
 PARTS = ("both", "differentiable", "tpe")
+WITHDRAWN = "withdrawn"  # trial user attribute: a proposal failed unrun when the outer objective changed (see the page)
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the search."
 
 
@@ -153,7 +154,7 @@ def search_seconds(study) -> tuple[float, int]:
     from gas_nas.record import TrialRecord
     from gas_nas.search import supernet_records
 
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if not TrialRecord.of(t).case]
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if not TrialRecord.of(t).case and WITHDRAWN not in t.user_attrs]
     seconds = sum((TrialRecord.of(t).metrics.seconds if TrialRecord.of(t).metrics else 0.0) for t in trials)
     return seconds + sum(r["seconds"] for r in supernet_records(study)), len(trials)
 
