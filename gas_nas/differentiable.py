@@ -6,22 +6,22 @@ Bilevel, first order (DARTS): the inner level trains the supernet's weights and 
 with the recipe's losses, schedule and optimiser on one half of MNIST's training images; the
 outer level moves the architecture weights alpha (Adam) on the other half to minimise
 
-    L_D(G, D_alpha) on held-out images + lambda * log E_alpha[parameters]
+    calibrated L_D(G, D_alpha) on held-out images + lambda * log E_alpha[parameters]
 
-where the expectation is exact (every combination's parameter count, `supernet.param_table`).
-The discriminator term is the supernet's own LSGAN loss against the current generator, taken
-between the iteration's D steps and its G steps: alpha is judged on the discriminator it has
-just trained, before the generator answers it. A discriminator that outputs a constant 0.5
-scores 0.25 there. Judged after the G steps (as this module first did), a trained supernet
-scored more than that (0.259 at lambda 0.01, 300 iterations: the generator had just been
-trained four steps to fool it), so the term rewarded a lazy discriminator; docs/differentiable.md
-shows both, per alpha step. alphaGAN's discriminator-side term, L_D(G', D_alpha) against a
-best-response generator G', is not used: a constant 0.5 scores 0.25 there too, while any
-discriminator a generator can exploit scores more (`best_response_d_loss`).
+where the expectation is exact (every combination's parameter count, `supernet.param_table`)
+and the calibrated loss is the supernet's LSGAN loss after the best non-negative affine
+recalibration of its outputs (`calibrated_d_loss`): a constant 0.5 discriminator scores 0.25,
+the worst value, and one that separates real from fake less. The plain loss rewarded the
+constant: the generator's steps push the supernet's outputs up on every image, and the trained
+supernet scored 0.259 (judged after G's steps) and 0.305 (judged after D's steps) against the
+constant's 0.25 at lambda 0.01, 300 iterations (docs/differentiable.md). alphaGAN's
+discriminator-side term, L_D(G', D_alpha) against a best-response generator G', is not used:
+a constant 0.5 scores 0.25 there too, while any discriminator a generator can exploit scores
+more (`best_response_d_loss`).
 
-The weights train every iteration on the recipe's schedule, as a trial does; mixing weights are
-Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to TAU_END over the
-run; alpha steps on every other iteration after the first WARMUP of them.
+Mixing weights are Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to
+TAU_END over the run; the first WARMUP of the iterations train the weights only, then weight
+iterations and alpha steps alternate.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class SupernetResult:
     seconds: float
     entropy: float
     reports: list[Report] = field(default_factory=list)
-    terms: list[tuple[float, float]] = field(default_factory=list)  # per alpha step: held-out L_D before D's steps, and after (the outer term)
+    terms: list[tuple[float, float]] = field(default_factory=list)  # per alpha step: held-out L_D as it stands, and calibrated (the outer term)
     networks: tuple | None = None  # (supernet, generator, final probabilities), for measurements; never stored
 
     def provenance(self, item: Derived) -> dict:
@@ -93,8 +93,8 @@ class SupernetResult:
 
 
 def schedule(iterations: int) -> tuple[int, list[bool]]:
-    """(warm-up iterations, per iteration: does alpha step in it?). After the warm-up alpha
-    steps on every other iteration (the first one first), so even 2 iterations move alpha once."""
+    """(warm-up iterations, per iteration: is it an alpha step?). Warm-up first, then weight
+    iterations and alpha steps alternate (alpha first), so even 2 iterations move alpha once."""
     warmup = max(1, int(iterations * WARMUP)) if iterations > 1 else iterations
     return warmup, [i >= warmup and (i - warmup) % 2 == 0 for i in range(iterations)]
 
@@ -181,22 +181,19 @@ def run_supernet(
         if should_stop is not None and should_stop():
             raise Interrupted
         tau = temperature(i, train.iterations)
-        w = arch.sample(tau, gen, grad=False)  # one draw for the iteration's weight updates
-        if is_alpha:  # held-out batch and alpha's own draw, judged before and after D's steps
-            x, wa = images(outer_images), arch.sample(tau, gen, grad=True)
-            frozen = {a: v.detach() for a, v in wa.items()}
+        if is_alpha:
+            x = images(outer_images)
             with torch.no_grad():
                 fake = G(noise())
-                before = float(lsgan_d_loss(D(x, frozen), D(fake, frozen)))
-        d_loss = _d_steps(D, G, w, lambda: images(inner_images), noise, opt_d, train)
-        if is_alpha:
-            term = lsgan_d_loss(D(x, wa), D(fake, wa))
+            w = arch.sample(tau, gen, grad=True)
+            d_real, d_fake = D(x, w), D(fake, w)
+            term = calibrated_d_loss(d_real, d_fake)
             loss = term + lam * torch.log(expected_params(table, arch.probs()))
             opt_a.zero_grad(set_to_none=False)
             loss.backward(inputs=list(arch.alpha.values()))
             opt_a.step()
             outer = float(loss.detach())
-            terms.append((before, float(term.detach())))
+            terms.append((float(lsgan_d_loss(d_real, d_fake).detach()), float(term.detach())))
             if not math.isfinite(outer):
                 raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: outer loss {outer}")
             if len(terms) % every == 0 or i == train.iterations - 1:
@@ -204,9 +201,12 @@ def run_supernet(
                 reports.append(Report(i + 1, train.iterations, sspace.spec(arch.ranked(1)[0][0]), entropy({a: probs[a] for a in arch.alpha}), outer))
                 if on_report is not None:
                     on_report(reports[-1])
-        g_loss = _g_steps(D, G, w, noise, opt_g, g_params, train)
-        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: D loss {d_loss}, G loss {g_loss}")
+        else:
+            w = arch.sample(tau, gen, grad=False)  # one draw for the iteration's weight updates
+            d_loss = _d_steps(D, G, w, lambda: images(inner_images), noise, opt_d, train)
+            g_loss = _g_steps(D, G, w, noise, opt_g, g_params, train)
+            if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+                raise GasNasError(f"supernet (lambda {lam:g}) diverged at iteration {i + 1}: D loss {d_loss}, G loss {g_loss}")
         if on_iteration is not None:
             on_iteration(i + 1, train.iterations)
     probs = arch.probs()
@@ -215,6 +215,19 @@ def run_supernet(
     candidates = sspace.candidate_lists(tuple(arch.alpha))
     return SupernetResult(lam, train.iterations, seed, mixed, candidates, dict(sspace.fixed), derived, time.perf_counter() - start,
                           entropy({a: probs[a] for a in arch.alpha}), reports, terms, (D, G, {a: p.detach() for a, p in probs.items()}))
+
+
+def calibrated_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The LSGAN discriminator loss after the best recalibration of D's outputs, a*D + b with
+    a >= 0: 0.25 * (1 - max(rho, 0)^2), rho the correlation of D's outputs with the real/fake
+    label over both batches (of equal size). A constant discriminator scores 0.25, the worst
+    value; any discriminator that rates real images above fakes scores less, whatever offset
+    or scale the generator's last steps left its outputs at."""
+    d = torch.cat([d_real.flatten(), d_fake.flatten()])
+    y = torch.cat([torch.ones_like(d_real.flatten()), torch.zeros_like(d_fake.flatten())])
+    dc, yc = d - d.mean(), y - y.mean()
+    rho = (dc * yc).sum() / torch.sqrt(dc.square().sum() * yc.square().sum() + 1e-12)
+    return 0.25 * (1 - rho.clamp(min=0).square())
 
 
 def _d_steps(D, G, w, real, noise, opt_d, train: TrainConfig) -> float:
@@ -328,4 +341,4 @@ def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.
     return held_out_d_loss(D, best, images, z)
 
 
-__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]
+__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "calibrated_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from gas_nas.differentiable import best_response_d_loss, held_out_d_loss, run_supernet, schedule
+from gas_nas.differentiable import best_response_d_loss, calibrated_d_loss, held_out_d_loss, run_supernet, schedule
 from gas_nas.errors import SpaceError
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator, build_generator
@@ -129,7 +129,7 @@ def test_a_supernet_run_is_seeded_and_derives_distinct_specs_in_probability_orde
     assert len({d.spec for d in first.derived}) == 3
     assert [d.probability for d in first.derived] == sorted((d.probability for d in first.derived), reverse=True)
     assert reports and reports[-1].iteration == 6 and 0 < reports[-1].entropy < math.log(4) + math.log(3) + math.log(2) * 2 + 1e-9
-    assert len(first.terms) == sum(schedule(6)[1]) and all(math.isfinite(v) for pair in first.terms for v in pair)  # (before, after D's steps) per alpha step
+    assert len(first.terms) == sum(schedule(6)[1]) and all(math.isfinite(v) for pair in first.terms for v in pair)  # (plain, calibrated L_D) per alpha step
     assert set(first.probs) == {"op", "downsample", "base_filters", "depth"}
     assert all(abs(sum(p) - 1) < 1e-6 for p in first.probs.values())
 
@@ -177,3 +177,24 @@ def test_the_outer_objective_charges_a_constant_discriminator_more_than_a_traine
     assert held_out_d_loss(lazy, G, images, z) == pytest.approx(0.25)
     assert best_response_d_loss(lazy, G, images, z, TrainConfig(batch_size=32), steps=3, seed=0) == pytest.approx(0.25)
     assert held_out_d_loss(D, G, images, z) < 0.2
+
+
+def test_the_calibrated_outer_term_ranks_any_constant_last_and_ignores_the_generators_offset():
+    """The outer term: a constant discriminator (whatever its value) scores 0.25, the worst
+    value; one that rates real images above fakes scores less even when its outputs sit above
+    0.5 everywhere (where the plain LSGAN loss charges it more than the constant); one that
+    rates fakes above real images gains nothing."""
+    gen = torch.Generator().manual_seed(0)
+    real_out, fake_out = 0.6 + 0.1 * torch.randn(64, 1, generator=gen), 0.5 + 0.1 * torch.randn(64, 1, generator=gen)
+    for c in (0.5, 0.9):
+        assert float(calibrated_d_loss(torch.full((64, 1), c), torch.full((64, 1), c))) == pytest.approx(0.25)
+    separating = float(calibrated_d_loss(real_out, fake_out))
+    assert separating < 0.2
+    pushed_up = (real_out + 0.35, fake_out + 0.35)  # what G's steps do to every output
+    assert float(held_out_lsgan(*pushed_up)) > 0.25 and float(calibrated_d_loss(*pushed_up)) == pytest.approx(separating, abs=1e-6)
+    assert float(calibrated_d_loss(2 * real_out, 2 * fake_out)) == pytest.approx(separating, abs=1e-6)
+    assert float(calibrated_d_loss(fake_out, real_out)) == pytest.approx(0.25)
+
+
+def held_out_lsgan(d_real, d_fake):
+    return 0.5 * ((d_real - 1).square().mean() + d_fake.square().mean())
