@@ -45,6 +45,7 @@ STRATEGY = "differentiable"
 WARMUP = 0.25  # fraction of the iterations before alpha moves (DARTS-style warm-up; our choice, not measured)
 TAU_START, TAU_END = 5.0, 0.5  # Gumbel-softmax temperature (FBNet starts at 5.0; annealed exponentially to 0.5)
 ALPHA_LR, ALPHA_BETAS, ALPHA_DECAY = 3e-4, (0.5, 0.999), 1e-3  # DARTS' architecture Adam, as alphaGAN's
+OBJECTIVE = "calibrated_d_loss"  # in each supernet's record: a study's supernets of an earlier objective are run again
 REPORTS = 10  # how often the terminal hears the argmax and alpha's entropy after warm-up
 
 
@@ -273,7 +274,7 @@ def supernet_key(space, lam: float, seed: int) -> dict:
     from gas_nas.supernet import supernet_space
 
     sspace = supernet_space(space)
-    return {"lambda": lam, "seed": seed, "train": space.train.to_dict(), "derive": space.search.derive,
+    return {"lambda": lam, "seed": seed, "objective": OBJECTIVE, "train": space.train.to_dict(), "derive": space.search.derive,
             "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
 
 
