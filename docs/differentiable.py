@@ -132,14 +132,14 @@ def hypervolume_by_compute(trials: list[tuple[float, tuple[float, float] | None]
     return [hypervolume([pt for s, pt in found if pt is not None and s <= b], ref) for b in budgets]
 
 
-def compute_order(study, space) -> list[tuple[float, tuple[float, float] | None]]:
+def compute_order(study, feasible: list[tuple[float, float, object]]) -> list[tuple[float, tuple[float, float] | None]]:
     """(seconds, feasible point or None) of a study's finished trials in the order they
-    finished; the paper cases cost nothing (both studies have them before they search)."""
+    finished, given its `feasible_points`; the paper cases cost nothing (both studies have them before they search)."""
     from optuna.trial import TrialState
 
     from gas_nas.record import TrialRecord
 
-    feasible = {t.number: (x, y) for x, y, t in feasible_points(study, space)}
+    feasible = {t.number: (x, y) for x, y, t in feasible}
     out = []
     for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)), key=lambda t: t.datetime_complete):
         r = TrialRecord.of(t)
@@ -235,7 +235,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     if d_sec:
         factors = sorted({f for f in (1, 2, 5) if f < args.factor} | {args.factor})
         d_hv = hypervolume([p[:2] for p in points["differentiable"]], ref)
-        curve = hypervolume_by_compute(compute_order(studies["tpe"], space), [f * d_sec for f in factors], ref)
+        curve = hypervolume_by_compute(compute_order(studies["tpe"], points["tpe"]), [f * d_sec for f in factors], ref)
         lines += ["TPE's feasible front as its compute grew, against the differentiable search's whole front "
                   f"(hypervolume {d_hv:.4g}; a factor TPE has not spent yet shows its front so far, marked *):", "",
                   "| TPE compute / differentiable | hypervolume | vs differentiable |", "|---:|---:|---:|"]
