@@ -45,6 +45,7 @@ STRATEGY = "differentiable"
 WARMUP = 0.25  # fraction of the iterations before alpha moves (DARTS-style warm-up; our choice, not measured)
 TAU_START, TAU_END = 5.0, 0.5  # Gumbel-softmax temperature (FBNet starts at 5.0; annealed exponentially to 0.5)
 ALPHA_LR, ALPHA_BETAS, ALPHA_DECAY = 3e-4, (0.5, 0.999), 1e-3  # DARTS' architecture Adam, as alphaGAN's
+DARTS_ALPHA_STEPS = 19_550  # DARTS' search: 50 epochs of 25,000 CIFAR-10 images at batch 64, one alpha step each
 OBJECTIVE = "calibrated_d_loss"  # in each supernet's record: a study's supernets of an earlier objective are run again
 REPORTS = 10  # how often the terminal hears the argmax and alpha's entropy after warm-up
 
@@ -98,6 +99,14 @@ def schedule(iterations: int) -> tuple[int, list[bool]]:
     iterations and alpha steps alternate (alpha first), so even 2 iterations move alpha once."""
     warmup = max(1, int(iterations * WARMUP)) if iterations > 1 else iterations
     return warmup, [i >= warmup and (i - warmup) % 2 == 0 for i in range(iterations)]
+
+
+def alpha_lr(alpha_steps: int) -> float:
+    """Adam moves a logit by about its learning rate per step, so at DARTS' 3e-4 a run of a few
+    hundred alpha steps leaves alpha uniform (113 steps at 300 iterations moved no probability
+    by more than 0.01). A shorter run gets a larger rate, so alpha may travel as far as in
+    DARTS' search (3e-4 x 19,550 = 5.9 logits); a longer one keeps DARTS' rate."""
+    return max(ALPHA_LR, ALPHA_LR * DARTS_ALPHA_STEPS / max(1, alpha_steps))
 
 
 def temperature(i: int, iterations: int) -> float:
@@ -164,7 +173,8 @@ def run_supernet(
     G = build_generator(train.z_dim, train.init_std, recipe.init, device)
     arch = ArchWeights(sspace, device)
     opt_d, opt_g = make_optimizer(D.parameters(), train, device), make_optimizer(G.parameters(), train, device)
-    opt_a = torch.optim.Adam(list(arch.alpha.values()), lr=ALPHA_LR, betas=ALPHA_BETAS, weight_decay=ALPHA_DECAY)
+    warmup, alpha_steps = schedule(train.iterations)
+    opt_a = torch.optim.Adam(list(arch.alpha.values()), lr=alpha_lr(sum(alpha_steps)), betas=ALPHA_BETAS, weight_decay=ALPHA_DECAY)
     table = param_table(sspace).to(device)
     g_params = list(G.parameters())
     batch, z_dim = train.batch_size, train.z_dim
@@ -175,7 +185,6 @@ def run_supernet(
     def noise() -> torch.Tensor:
         return torch.randn(batch, z_dim, generator=gen, device=device)
 
-    warmup, alpha_steps = schedule(train.iterations)
     every = max(1, sum(alpha_steps) // REPORTS)
     reports, terms, outer = [], [], math.nan
     for i, is_alpha in enumerate(alpha_steps):
@@ -274,7 +283,7 @@ def supernet_key(space, lam: float, seed: int) -> dict:
     from gas_nas.supernet import supernet_space
 
     sspace = supernet_space(space)
-    return {"lambda": lam, "seed": seed, "objective": OBJECTIVE, "train": space.train.to_dict(), "derive": space.search.derive,
+    return {"lambda": lam, "seed": seed, "objective": OBJECTIVE, "alpha_lr": alpha_lr(sum(schedule(space.train.iterations)[1])), "train": space.train.to_dict(), "derive": space.search.derive,
             "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
 
 

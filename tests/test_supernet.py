@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from gas_nas.differentiable import best_response_d_loss, calibrated_d_loss, held_out_d_loss, run_supernet, schedule
+from gas_nas.differentiable import ALPHA_LR, DARTS_ALPHA_STEPS, alpha_lr, best_response_d_loss, calibrated_d_loss, held_out_d_loss, run_supernet, schedule
 from gas_nas.errors import SpaceError
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator, build_generator
@@ -142,6 +142,14 @@ def test_a_larger_lambda_moves_alpha_toward_fewer_parameters(real):
     probs = {a: torch.tensor(result.probs[a]) if a in result.probs else torch.ones(1) for a in AXES}
     uniform = {a: torch.full((k,), 1 / k) for a, k in zip(AXES, SMALL.sizes)}
     assert expected_params(table, probs) < expected_params(table, uniform)
+
+
+def test_a_short_run_lets_alpha_commit(real):
+    """At DARTS' 3e-4 a short run leaves alpha uniform; the budget-scaled rate lets a strong size
+    term put most of the probability on the smallest base filters and depth within 5 alpha steps."""
+    assert alpha_lr(DARTS_ALPHA_STEPS * 2) == ALPHA_LR and alpha_lr(100) * 100 == pytest.approx(ALPHA_LR * DARTS_ALPHA_STEPS)
+    result = run_supernet(SMALL, TrainConfig(iterations=12, batch_size=4, log_every=1), real[:512], 50.0, 0)
+    assert result.probs["base_filters"][0] > 0.9 and result.probs["depth"][0] > 0.9, result.probs
 
 
 def test_the_supernet_creates_nothing_on_the_default_device(real):
