@@ -212,6 +212,14 @@ def objective_check(result, held_out, train, steps: int, seed: int) -> dict:
 # ---------------------------------------------------------------- the page
 
 
+def axis_value(value) -> str:
+    """A candidate as the page names it: ["depthwise_separable", true] -> "depthwise_separable inception"."""
+    if isinstance(value, list):
+        conv, inception = value
+        return f"{conv}{' inception' if inception else ''}"
+    return str(value)
+
+
 def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: str) -> None:
     from gas_nas.record import TrialRecord
     from gas_nas.search import supernet_records
@@ -242,7 +250,18 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
         for f, hv in zip(factors, curve):
             lines.append(f"| {f:g}x{'*' if f * d_sec > t_sec else ''} | {hv:.4g} | {hv / d_hv if d_hv else math.nan:.2f} |")
         lines.append("")
-    proposed = {n for r in supernet_records(studies["differentiable"]) for n in r["trials"]}  # of the supernets on record
+    records = supernet_records(studies["differentiable"])
+    proposed = {n for r in records for n in r["trials"]}  # of the supernets on record
+    if records:
+        axes = list(records[0]["probs"])
+        lines += ["Where each supernet left alpha: its entropy (summed over the mixed axes) and each axis's most probable value:", "",
+                  f"| lambda | seconds | alpha entropy (uniform: {math.log(math.prod(len(records[0]['candidates'][a]) for a in axes)):.4f}) | "
+                  + " | ".join(axes) + " |", "|---:|---:|---:|" + "---|" * len(axes)]
+        for r in records:
+            top = {a: max(range(len(r["probs"][a])), key=r["probs"][a].__getitem__) for a in axes}
+            lines.append(f"| {r['key']['lambda']:g} | {r['seconds']:,.0f} | {r['entropy']:.4f} | "
+                         + " | ".join(f"{axis_value(r['candidates'][a][top[a]])} ({r['probs'][a][top[a]]:.2f})" for a in axes) + " |")
+        lines.append("")
     ranks = pareto_ranks([p[:2] for p in everything])
     owner = [name for name, ps in points.items() for _ in ps]
     lines += ["Proposals of the supernets among all feasible trials of both studies (Pareto rank 1: on the joint front):", "",
