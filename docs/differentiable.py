@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iterations", type=positive_int, default=300, help="iterations per trial and per supernet (default 300)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--n-samples", type=positive_int, help="samples for FID and digits (default: the space's, 2000)")
-    p.add_argument("--lambdas", type=lambda_list, default=(0.01, 0.1, 1.0))
+    p.add_argument("--lambdas", type=lambda_list, default=(0.0001, 0.001, 0.01))
     p.add_argument("--factor", type=float, default=10.0, help="TPE's compute over the differentiable search's (default 10)")
     p.add_argument("--max-trials", type=int, help="train at most this many trials in this call (0: only the page)")
     p.add_argument("--part", choices=PARTS, default="both", help="which study this worker trains (default both: the differentiable one, then TPE)")
@@ -148,15 +148,15 @@ def compute_order(study, feasible: list[tuple[float, float, object]]) -> list[tu
 
 
 def search_seconds(study) -> tuple[float, int]:
-    """Seconds of a study's search beyond the paper cases (its supernets and non-case trials), and its non-case trial count."""
+    """Seconds of a study's search beyond the paper cases (its supernets and trained non-case trials), and that trial count."""
     from optuna.trial import TrialState
 
     from gas_nas.record import TrialRecord
     from gas_nas.search import supernet_records
 
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if not TrialRecord.of(t).case and WITHDRAWN not in t.user_attrs]
-    seconds = sum((TrialRecord.of(t).metrics.seconds if TrialRecord.of(t).metrics else 0.0) for t in trials)
-    return seconds + sum(r["seconds"] for r in supernet_records(study)), len(trials)
+    records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if WITHDRAWN not in t.user_attrs]
+    trained = [r for r in records if not r.case and r.metrics]  # a killed worker's trial has no metrics: its retry counts
+    return sum(r.metrics.seconds for r in trained) + sum(r["seconds"] for r in supernet_records(study)), len(trained)
 
 
 def differentiable_finished(study, space, seed: int) -> bool:

@@ -324,7 +324,7 @@ class Search(Command):
         _add_training(parser)
         parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
         parser.add_argument("--strategy", choices=["optuna", "differentiable"], help="optuna: the sampler proposes every trial; differentiable: supernets propose them (default: from YAML, optuna)")
-        parser.add_argument("--lambdas", type=lambda_list, metavar="A,B,C", help="differentiable: one supernet per size weight (default: from YAML, 0.01,0.1,1)")
+        parser.add_argument("--lambdas", type=lambda_list, metavar="A,B,C", help="differentiable: one supernet per size weight (default: from YAML, 0.0001,0.001,0.01)")
         parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")
         parser.add_argument("--quiet", action="store_true", help="plain output: failures and the final front only")
 
