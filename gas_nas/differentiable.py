@@ -21,7 +21,7 @@ more (`best_response_d_loss`).
 
 Mixing weights are Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to
 TAU_END over the run; the first WARMUP of the iterations train the weights only, then weight
-iterations and alpha steps alternate.
+iterations and alpha steps alternate, alpha's Adam rate scaled to the run (`alpha_lr`).
 """
 
 from __future__ import annotations
