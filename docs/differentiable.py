@@ -254,7 +254,14 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
             lines.append(f"| {f:g}x{'*' if f * d_sec > t_sec else ''} | {hv:.4g} | {hv / d_hv if d_hv else math.nan:.2f} |")
         lines.append("")
     records = supernet_records(studies["differentiable"])
-    proposed = {n for r in records for n in r["trials"]}  # of the supernets on record
+    proposers: dict[int, list[str]] = {}  # trial -> the supernets on record that proposed it
+    for rec in records:
+        for n in rec["trials"]:
+            proposers.setdefault(n, []).append(f"supernet lambda {rec['key']['lambda']:g}")
+    proposed = set(proposers)
+
+    def by(t, r) -> str:
+        return ", ".join(proposers[t.number]) + (f" (= paper case {r.case})" if r.case else "")
     if records:
         axes = list(records[0]["probs"])
         lines += ["Where each supernet left alpha: its entropy (summed over the mixed axes) and each axis's most probable value:", "",
@@ -273,12 +280,12 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
         r = TrialRecord.of(t)
         if name == "differentiable" and t.number in proposed:
             s = r.spec
-            lines.append(f"| {t.number} | {r.label} | {s['conv']}{' inception' if s['inception'] else ''}, {s['downsample']}, base {s['base_filters']}, depth {s['depth']} | "
+            lines.append(f"| {t.number} | {by(t, r)} | {s['conv']}{' inception' if s['inception'] else ''}, {s['downsample']}, base {s['base_filters']}, depth {s['depth']} | "
                          f"{size:.4g} | {imb:.4g} | {r.metrics.fid:.1f} | {rank} of {max(ranks)} |")
     infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if t.number in proposed and t not in [p[2] for p in points["differentiable"]]]
     for t in infeasible:
         r = TrialRecord.of(t)
-        lines.append(f"| {t.number} | {r.label} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(r.metrics.violations(space.quality)) if r.metrics else ''}) | | | | |")
+        lines.append(f"| {t.number} | {by(t, r)} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(r.metrics.violations(space.quality)) if r.metrics else ''}) | | | | |")
     lines += ["", "The outer objective's discriminator term, checked per supernet: the calibrated held-out L_D alpha minimises and the plain "
               "L_D of the same batches, means over the second half of its alpha steps, against a constant-0.5 discriminator; and "
               f"alphaGAN's best-response term (the final supernet against its generator trained {args.gap_steps} more steps against it, "
