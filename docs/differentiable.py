@@ -243,9 +243,9 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     if d_sec:
         factors = sorted({f for f in (1, 2, 5) if f < args.factor} | {args.factor})
         d_hv = hypervolume([p[:2] for p in points["differentiable"]], ref)
-        curve = hypervolume_by_compute(compute_order(studies["tpe"], points["tpe"]), [f * d_sec for f in factors], ref)
-        cases = [hypervolume_by_compute(compute_order(studies[n], points[n]), [0.0], ref)[0] for n in ("differentiable", "tpe")]
-        lines += [f"The paper cases alone (compute 0): hypervolume {cases[0]:.4g} in `differentiable`, {cases[1]:.4g} in `tpe`; the same six "
+        tpe_cases, *curve = hypervolume_by_compute(compute_order(studies["tpe"], points["tpe"]), [0.0] + [f * d_sec for f in factors], ref)
+        d_cases = hypervolume_by_compute(compute_order(studies["differentiable"], points["differentiable"]), [0.0], ref)[0]
+        lines += [f"The paper cases alone (compute 0): hypervolume {d_cases:.4g} in `differentiable`, {tpe_cases:.4g} in `tpe`; the same six "
                   "specs, whose points may differ: each trial's seed follows its number, and the cases sit at different numbers in the two studies.", "",
                   "TPE's feasible front as its compute grew, against the differentiable search's whole front "
                   f"(hypervolume {d_hv:.4g}; a factor TPE has not spent yet shows its front so far, marked *):", "",
@@ -280,7 +280,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
         r = TrialRecord.of(t)
         if name == "differentiable" and t.number in proposed:
             s = r.spec
-            lines.append(f"| {t.number} | {by(t, r)} | {s['conv']}{' inception' if s['inception'] else ''}, {s['downsample']}, base {s['base_filters']}, depth {s['depth']} | "
+            lines.append(f"| {t.number} | {by(t, r)} | {axis_value([s['conv'], s['inception']])}, {s['downsample']}, base {s['base_filters']}, depth {s['depth']} | "
                          f"{size:.4g} | {imb:.4g} | {r.metrics.fid:.1f} | {rank} of {max(ranks)} |")
     infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if t.number in proposed and t not in [p[2] for p in points["differentiable"]]]
     for t in infeasible:
