@@ -53,7 +53,7 @@ from gas_nas.storage import redact
 from gas_nas.train import TrialMetrics, TrialOutcome
 import gas_nas.train
 
-CONSTRAINTS = ("fid", "classes", "entropy", "finished")
+from gas_nas.guard import CONSTRAINT_NAMES as CONSTRAINTS
 
 
 def fake_metrics(seed: int, d_params: int, cohort: int, rng: torch.Generator) -> TrialMetrics:

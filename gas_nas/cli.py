@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -290,7 +291,7 @@ class Train(Command):
             table = Table(title=f"{args.arch} ({m.status}{': ' + m.reason if m.reason else ''})")
             table.add_column("metric")
             table.add_column("value", justify="right")
-            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "duality_gap", "d_loss", "g_loss", "fid", "classes", "entropy", "seconds", "teacher_params", "teacher_sha256"):
+            for key in ("d_params", "d_param_mb", "peak_mb", "imbalance", "duality_gap", "d_loss", "g_loss", "d_auc", "d_spread", "fid", "classes", "entropy", "seconds", "teacher_params", "teacher_sha256"):
                 value = getattr(m, key)
                 if key.startswith("teacher") and value is None:
                     continue
@@ -335,7 +336,7 @@ class Search(Command):
         from gas_nas.interrupt import Interrupted, StopRequest
         from gas_nas.memory import available
         from gas_nas.progress import SearchProgress, study_status
-        from gas_nas.search import SearchOptions, load_resources, open_study, record_artifacts, run_search
+        from gas_nas.search import SearchOptions, guard_line, load_resources, open_study, record_artifacts, run_search
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort
@@ -375,6 +376,7 @@ class Search(Command):
         if not args.quiet:
             console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
+            console.print(guard_line(study, space), soft_wrap=True, markup=False)
             if memory is not None:
                 console.print(f"memory: {memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails", soft_wrap=True, markup=False)
             if len(plan) > 1:
@@ -500,7 +502,7 @@ def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: in
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
     from gas_nas.progress import no_feasible_line
-    from gas_nas.search import case_trials, front, proposal_trials, trial_row
+    from gas_nas.search import case_trials, front, guard_line, proposal_trials, stored_guard, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     best = front(study)
@@ -508,19 +510,23 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
     proposals = proposal_trials(study)
     rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) + proposals if t.number not in numbers]
     if as_json:
-        print(json.dumps({"study": study.study_name, "metrics": names, "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]],
+        guard = stored_guard(study)
+        print(json.dumps({"study": study.study_name, "metrics": names, "guard": guard.to_dict() if guard else None,
+                          "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]],
                           "proposals": [r for r in rows if r["origin"] and not r["case"]]}, indent=2))
         return
     table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*), the paper cases" + (" and the supernets' proposals" if proposals else ""))
     density = [(r["spec"] or {}).get("density", 1.0) for r in rows]
     sparse = any(d < 1 for d in density)  # a density column only where some trial is sparse
-    for col in ["trial", "case", *names, "fid", "classes", "params", *(["density"] if sparse else []), "feasible"]:
+    for col in ["trial", "case", *names, "fid", "classes", "D AUC", "params", *(["density"] if sparse else []), "feasible"]:
         table.add_column(col, justify="left" if col == "case" else "right")  # case: the paper case, or the supernet that proposed the trial
     for r, d in zip(rows, density):
         cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["origin"]]
         cells += [f"{r[n]:.4g}" for n in names]
         fid = r["fid"]
-        cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{r['d_params']:,}" if r["d_params"] else "-"]
+        auc = r["d_auc"]
+        cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{auc:.2f}" if isinstance(auc, float) and math.isfinite(auc) else "-",
+                  f"{r['d_params']:,}" if r["d_params"] else "-"]
         cells += [f"{d:g}"] if sparse else []
         cells.append("yes" if r["feasible"] else "no")
         table.add_row(*cells)
@@ -529,6 +535,7 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
             print(" ".join(str(c) for c in [r["trial"], r["origin"] or "-", *(f"{r[n]:.4g}" for n in names), "front" if r["on_front"] else ""]))
     else:
         console.print(table)
+        console.print(guard_line(study), soft_wrap=True, markup=False, highlight=False)
     if not best:
         line = no_feasible_line(study)
         if console.is_terminal:  # wrapped at words (a terminal would cut it anywhere, a space starting its next line)

@@ -100,6 +100,7 @@ def trial_note(trial: FrozenTrial) -> str:
         ("Fréchet distance", _fmt(get("fid"), ".1f")),
         ("digits found", _join(_fmt(get("classes"), "d"), "of 10")),
         ("class entropy", _join(_fmt(get("entropy"), ".2f"), "nats (even: 2.30)")),
+        ("discriminator", _discrimination(m)),
         ("imbalance", _join(_fmt(get("imbalance"), ".3f"), f"(D loss {_fmt(get('d_loss'), '.3f')}, G loss {_fmt(get('g_loss'), '.3f')}; equilibrium 0.25 / 0.125)")),
         ("size", _join(_fmt(get("d_param_mb"), ".3f"), f"MB ({_fmt(get('d_params'), ',d')} parameters)")),
         ("paper's MB", _join(_fmt(r.paper_mb, "g"), "(GPU memory the paper reported, TensorFlow)")),
@@ -111,6 +112,13 @@ def trial_note(trial: FrozenTrial) -> str:
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
     return "\n".join(lines) + "\n"
+
+
+def _discrimination(m: Any) -> str:
+    """Whether D still tells real from generated (gas_nas.discrimination), in a line; "-" for older trials."""
+    if m is None or not math.isfinite(m.d_auc):
+        return "-"
+    return f"AUC {m.d_auc:.2f} (0.5: cannot tell), spread {m.d_spread:.3g}; mean output real {m.d_real:.3f}, generated {m.d_fake:.3f}"
 
 
 def _provenance(p: dict | None) -> str:

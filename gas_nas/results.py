@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from gas_nas.spec import QualityConfig
+from gas_nas import guard as guard_rules
 
 
 @dataclass
@@ -48,32 +49,24 @@ class TrialMetrics:
     teacher_mb: float | None = None
     teacher_losses: list[float] = field(default_factory=list)
     machine: str | None = None  # "host (processor[, threads])" that trained it; None in older studies
+    # Whether D still tells held-out real images from its G's samples (gas_nas.discrimination);
+    # nan in older studies and for a diverged trial.
+    d_auc: float = math.nan
+    d_spread: float = math.nan
+    d_real: float = math.nan
+    d_fake: float = math.nan
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def violations(self, quality: QualityConfig) -> list[str]:
-        """Why the samples fail the quality guard (empty: feasible)."""
-        out = []
-        if self.status != "complete":
-            out.append(f"training {self.status}: {self.reason}")
-        if not self.fid <= quality.max_fid:
-            out.append(f"fid {self.fid:.1f} > {quality.max_fid:g}")
-        if self.classes < quality.min_classes:
-            out.append(f"{self.classes} digit{'' if self.classes == 1 else 's'} found < {quality.min_classes}")
-        if not self.entropy >= quality.min_entropy:
-            out.append(f"class entropy {self.entropy:.2f} < {quality.min_entropy:g}")
-        return out
+    def violations(self, guard: Any) -> list[str]:
+        """Why the trial is infeasible under `guard` (a `gas_nas.guard.Guard` or a QualityConfig's
+        absolute bounds); empty: feasible. The rules are `gas_nas.guard`'s."""
+        return guard_rules.violations(self, guard)
 
-    def constraints(self, quality: QualityConfig) -> list[float]:
-        """Optuna constraint values, feasible when all are <= 0."""
-        fid = self.fid if math.isfinite(self.fid) else 1e9
-        return [
-            fid - quality.max_fid,
-            float(quality.min_classes - self.classes),
-            quality.min_entropy - self.entropy,
-            0.0 if self.status == "complete" else 1.0,
-        ]
+    def constraints(self, guard: Any) -> list[float]:
+        """Optuna constraint values in `gas_nas.guard.CONSTRAINT_NAMES` order, feasible when all are <= 0."""
+        return list(guard_rules.constraints(self, guard).values())
 
 
 __all__ = ["TrialMetrics"]

@@ -21,6 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from gas_nas.bookkeeping import PLOT_INTERVAL_S, AtomicFileStore, Recorder, StudyPlot
 from gas_nas.dashboard import constraint_attrs, refresh_study_plot, save_trial_note
 from gas_nas.errors import GasNasError, StorageError
+from gas_nas import guard as guard_rules
+from gas_nas.guard import Guard, absolute_guard, guard_mode, relative_guard
 from gas_nas.interrupt import Interrupted
 from gas_nas.record import INTERRUPTED, TrialRecord
 from gas_nas.space import SearchSpace, sample, sampled_params
@@ -36,7 +38,9 @@ SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqu
 TEACHER_ATTR = "gas_nas:teacher"  # study user attribute: the teacher its trials train with (None: none)
 ARTIFACTS_ATTR = "gas_nas:artifacts"  # study user attribute: where its trials' artifacts were written
 SUPERNETS_ATTR = "gas_nas:supernets"  # study user attribute: the supernet runs whose proposals were enqueued
+GUARD_ATTR = "gas_nas:guard"  # study user attribute: the settled quality guard (gas_nas.guard.Guard) its trials are judged by
 SEED_WAIT_S = 60.0
+HOLD_POLL_S = 2.0  # a worker holding trials for the guard checks this often whether the paper cases have finished
 
 
 @dataclass
@@ -287,6 +291,69 @@ def artifacts_problem(study: optuna.Study, folder: Path, source: str) -> str | N
     return f"{where} holds {held} of the study's {len(ids)} artifacts: {pages} will lack sample grids and loss curves; pass --artifacts DIR (the search's --artifacts)"
 
 
+# ---------------------------------------------------------------- the guard trials are judged by
+
+
+def settled_guard(study: optuna.Study, space: SearchSpace) -> Guard | None:
+    """The guard this study judges every trial by, settled once and stored with the study; None
+    while a relative guard waits for paper cases still to finish.
+
+    An absolute guard settles at once. A study that completed trials before guards were stored
+    keeps the absolute bounds its trials were judged by. A relative guard settles when every
+    paper case has a result (a case whose every attempt failed without one is left out); every
+    worker computes it from the same results, so they store the same guard.
+    """
+    stored = study.user_attrs.get(GUARD_ATTR)
+    if isinstance(stored, dict):
+        return Guard.from_dict(stored)
+    older = not stored and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if older or guard_mode(space.quality, space.train, bool(space.cases)) == "absolute":
+        guard = absolute_guard(space.quality)
+    else:
+        fids = case_fids(study)
+        if fids is None:
+            return None
+        guard = relative_guard(space.quality, fids)
+    study.set_user_attr(GUARD_ATTR, guard.to_dict())
+    return guard
+
+
+def guard_line(study: optuna.Study, space: SearchSpace | None = None) -> str:
+    """The guard in one line: the study's settled one, or how a relative one will settle."""
+    guard = stored_guard(study)
+    if guard is not None:
+        return f"quality guard ({guard.mode}): {guard.describe()}"
+    if space is None or study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return "quality guard: not stored (a study from before gas-nas stored its guard)"
+    if guard_mode(space.quality, space.train, bool(space.cases)) == "absolute":
+        return f"quality guard (absolute): {absolute_guard(space.quality).describe()}"
+    q = space.quality
+    return (f"quality guard (relative, {space.train.iterations} iterations < the paper's): FID <= {q.relative_fid:g} x the median FID of the "
+            f"{len(space.cases)} paper cases (at most {q.backstop_fid:g}), settled when they finish; trials wait for it")
+
+
+def stored_guard(study: optuna.Study) -> Guard | None:
+    """The guard a study stored (None: an older study, or one whose relative guard is not settled yet)."""
+    stored = study.user_attrs.get(GUARD_ATTR)
+    return Guard.from_dict(stored) if isinstance(stored, dict) else None
+
+
+def case_fids(study: optuna.Study) -> dict[str, float] | None:
+    """Each paper case's FID (its first attempt that measured one; inf when it diverged), or None
+    while a case still waits or runs without a result."""
+    names = study.user_attrs.get(SEEDED_ATTR) or []
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    fids: dict[str, float] = {}
+    for name in names:
+        mine = [(t, TrialRecord.of(t)) for t in trials if TrialRecord.of(t).case == name]
+        measured = [r.metrics for _, r in mine if r.metrics is not None]
+        if measured:
+            fids[name] = measured[0].fid if measured[0].status == "complete" else math.inf
+        elif any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t, _ in mine):
+            return None
+    return fids
+
+
 # ---------------------------------------------------------------- running trials
 
 
@@ -332,8 +399,12 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
                 size = opts.cohort if n_trials is None else min(opts.cohort, n_trials - asked)
                 if until is not None:
                     size = min(size, until - _complete(study) - run.untold)  # trials still being recorded count as complete
-                    if size <= 0 and run.untold:  # they may fail, and a trial told meanwhile counts twice: settle, then count again
+                    if size <= 0 and run.untold > len(run.held):  # they may fail, and a trial told meanwhile counts twice: settle, then count again
                         recorder.drain()
+                        continue
+                if size <= 0 and run.held:
+                    size = _while_held(run, recorder)
+                    if size <= 0:
                         continue
                 if size <= 0:
                     break
@@ -356,10 +427,27 @@ def run_search(study: optuna.Study, space: SearchSpace, opts: SearchOptions, res
         except BaseException:
             try:
                 recorder.drain()
+                _fail_held(run)
             finally:
                 run.plot.flush()
             raise
         run.plot.flush()
+
+
+def _while_held(run: _Run, recorder: Recorder) -> int:
+    """This process is done but holds trials until the study's guard settles: how many more
+    trials to ask now (the paper cases still queued, which settle it), or 0 after waiting a
+    moment for other workers' cases."""
+    recorder.drain()
+    _release_held(run)
+    if not run.held:
+        return 0
+    queued = sum(1 for t in run.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if TrialRecord.of(t).case)
+    if queued:
+        return min(run.opts.cohort, queued)
+    _check_stop(run.opts)
+    time.sleep(HOLD_POLL_S)
+    return 0
 
 
 @dataclass
@@ -374,8 +462,15 @@ class _Run:
     plot: StudyPlot
     until: int | None
     recorder: Recorder | None = None
-    untold: int = 0  # trained trials whose recording has not told them yet
+    untold: int = 0  # trained trials whose recording has not told them yet (held ones included)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    guard: Guard | None = None  # once settled (settled_guard)
+    held: list = field(default_factory=list)  # (trial, _Trained, Heartbeat): results recorded, told once the guard settles
+
+    def settled(self) -> Guard | None:
+        if self.guard is None:
+            self.guard = settled_guard(self.study, self.space)
+        return self.guard
 
     def count_untold(self, change: int) -> None:
         with self.lock:  # changed by the search and by the recording thread
@@ -433,17 +528,21 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
     run.count_untold(len(done))
 
     def record() -> None:
+        held = False
         try:
             for trial, reason in unbuilt:
                 _tell_fail(run, trial, reason)
             for trial, outcome in done:
                 if isinstance(outcome, str):
                     _tell_fail(run, trial, outcome)
-                else:
-                    _tell_outcome(run, trial, outcome)
+                elif _store_outcome(run, trial, outcome):
+                    held = _hold_or_tell(run, trial, outcome, heartbeat) or held
+                    continue
                 run.count_untold(-1)
         finally:
-            heartbeat.stop()
+            if not held:
+                heartbeat.stop()
+        _release_held(run)
 
     return record
 
@@ -482,27 +581,75 @@ def _train(space, opts, resources, specs, seeds) -> list:
         return [f"training failed: {error_line(exc, '')}"] * len(specs)
 
 
-def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
-    """Artifacts first, then the record (with the constraints) in one write, then tell: a
-    COMPLETE trial always has both."""
+def _store_outcome(run: _Run, trial, trained: _Trained) -> bool:
+    """The trial's artifacts; False when they cannot be saved (the trial is then told FAIL)."""
     from gas_nas.report import LOSSES_PNG, SAMPLES_PNG, save_grid, save_loss_plot
 
-    space, m = run.space, trained.metrics
     record = TrialRecord.of(trial)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             title = f"trial {trial.number}" + (f" ({record.label})" if record.label else "")
-            pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(m.to_dict(), Path(tmp) / LOSSES_PNG, title)]
+            pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(trained.metrics.to_dict(), Path(tmp) / LOSSES_PNG, title)]
             for path in pngs:
                 optuna.artifacts.upload_artifact(artifact_store=run.store, file_path=str(path), study_or_trial=trial)
     except OSError as exc:  # a disk that fills: this trial fails, the search goes on
-        return _tell_fail(run, trial, f"cannot save its artifacts: {exc.strerror or exc}")
-    reasons = m.violations(space.quality)
+        _tell_fail(run, trial, f"cannot save its artifacts: {exc.strerror or exc}")
+        return False
+    return True
+
+
+def _hold_or_tell(run: _Run, trial, trained: _Trained, heartbeat: Heartbeat) -> bool:
+    """Tell the trial now if the study's guard is settled; otherwise store its measurements
+    (where workers settling the guard see them) and hold it, its heartbeat beating, until
+    `_release_held`. Returns whether it was held."""
+    if run.settled() is None:
+        TrialRecord(metrics=trained.metrics).write(trial)
+        with run.lock:
+            run.held.append((trial, trained, heartbeat))
+        return True
+    _tell_outcome(run, trial, trained)
+    run.count_untold(-1)
+    return False
+
+
+def _release_held(run: _Run) -> None:
+    """Tell the held trials once the guard has settled, and stop their heartbeats."""
+    if not run.held or run.settled() is None:
+        return
+    with run.lock:
+        held, run.held = run.held, []
+    for trial, trained, _ in held:
+        _tell_outcome(run, trial, trained)
+        run.count_untold(-1)
+    for _, _, heartbeat in held:
+        heartbeat.stop()
+
+
+def _fail_held(run: _Run) -> None:
+    """A stopped search: its held trials fail (interrupted); paper cases and proposals are queued again."""
+    with run.lock:
+        held, run.held = run.held, []
+    for trial, _, _ in held:
+        _tell_fail(run, trial, INTERRUPTED)
+        record = TrialRecord.of(trial)
+        if record.case or record.provenance:
+            run.study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
+        run.count_untold(-1)
+    for _, _, heartbeat in held:
+        heartbeat.stop()
+
+
+def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
+    """The verdict under the study's settled guard, the record with the constraints in one
+    write, then tell: a COMPLETE trial always has its artifacts, record and constraints."""
+    space, m = run.space, trained.metrics
+    guard = run.settled()
+    reasons = m.violations(guard)
     result = TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons))
     if m.status != "complete":
         result.fail_reason, result.feasible = m.reason, False
         return _finish(run, trial, result, state=TrialState.FAIL)
-    constraints = constraint_attrs(dict(zip(("fid", "classes", "entropy", "finished"), m.constraints(space.quality))))
+    constraints = constraint_attrs(guard_rules.constraints(m, guard))
     size = m.peak_mb if space.search.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb
     values = [size, getattr(m, space.search.balance)] + ([m.fid] if space.search.quality_objective == "fid" else [])
     if not all(map(math.isfinite, values)):
@@ -609,6 +756,7 @@ def trial_row(t: FrozenTrial, names: list[str], front_numbers: set[int]) -> dict
     row = {"trial": t.number, "case": r.case, "origin": r.label, "state": t.state.name, "on_front": t.number in front_numbers}
     row.update({n: v for n, v in zip(names, t.values or [])})
     row.update({k: getattr(m, k) if m else None for k in ("fid", "classes", "entropy", "d_params")})
+    row.update({k: getattr(m, k) if m and not math.isnan(getattr(m, k)) else None for k in ("d_auc", "d_spread")})  # None: not measured (older trials)
     row.update({"feasible": r.feasible, "infeasible_reason": r.infeasible_reason, "fail_reason": r.fail_reason, "spec": r.spec})
     return row
 

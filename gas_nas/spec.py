@@ -230,25 +230,43 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """How sample quality is measured, and the thresholds a feasible trial must meet."""
+    """How sample quality is measured, and the thresholds a feasible trial must meet.
+
+    The FID bound is `max_fid` (absolute) or, under `guard: relative`, `relative_fid` times the
+    median FID of the study's paper cases, never above `backstop_fid` (`gas_nas.guard`).
+    `guard: auto` is relative below the paper's budget when the space has paper cases, else
+    absolute. A file that writes `max_fid` but no `guard` gets `absolute`: the bound it wrote.
+    """
 
     n_samples: int = 2000
     max_fid: float = 60.0
     min_classes: int = 8
     min_entropy: float = 2.0
     duality_gap_steps: int = 200  # best-response steps of gas_nas.balance.duality_gap; 0: not measured
+    guard: Literal["auto", "absolute", "relative"] = "auto"
+    relative_fid: float = 1.5  # relative guard: this many times the paper cases' median FID
+    backstop_fid: float = 150.0  # relative guard: no trial passes above this FID
+    min_auc: float = 0.55  # give-up rule (gas_nas.guard): D must rank real over generated at least this often ...
+    min_spread: float = 0.01  # ... with outputs that vary at least this much, or its samples must pass the paper bar
 
     def __post_init__(self) -> None:
         _check_types(self, "quality")
         _check_range("quality.n_samples", self.n_samples, 2, MAX_SAMPLES)
         _check_range("quality.min_classes", self.min_classes, 0, 10)
-        for key in ("max_fid", "min_entropy"):
+        for key in ("max_fid", "min_entropy", "backstop_fid", "min_spread"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
                 raise SpaceError(f"quality.{key}: must be a finite number >= 0, got {getattr(self, key)}")
+        if not (math.isfinite(self.relative_fid) and self.relative_fid > 0):
+            raise SpaceError(f"quality.relative_fid: must be a finite number > 0, got {self.relative_fid}")
+        if not 0 <= self.min_auc <= 1:
+            raise SpaceError(f"quality.min_auc: must be between 0 and 1, got {self.min_auc}")
         _check_range("quality.duality_gap_steps", self.duality_gap_steps, 0, MAX_GAP_STEPS)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "quality") -> QualityConfig:
+        data = mapping(data, where)
+        if "max_fid" in data and "guard" not in data:  # the bound a file writes is the bound it gets
+            data = {**data, "guard": "absolute"}
         return _from_dict(cls, data, where)
 
     def to_dict(self) -> dict[str, Any]:

@@ -426,6 +426,7 @@ def run_cohort(
     definition then holds for every cohort size and for `gas-nas cases`.
     """
     from gas_nas.balance import duality_gap
+    from gas_nas.discrimination import measure_discrimination
 
     device = real.device
     start = time.perf_counter()
@@ -444,11 +445,12 @@ def run_cohort(
         grid = generate(G, GRID_SAMPLES, train.z_dim, device, seed=12345).cpu()
         steps = gap_steps(quality, train) if hist.status == "complete" else 0
         gap = duality_gap(G, D, held_out, train, steps, seed) if steps else math.nan
-        measured.append((G, D, hist, q, grid, gap))
+        disc = measure_discrimination(G, D, held_out, train.batch_size, train.z_dim, seed) if hist.status == "complete" else None
+        measured.append((G, D, hist, q, grid, gap, disc))
     seconds = (time.perf_counter() - start) / len(specs)
     machine = describe(torch.cuda.get_device_name(device)) if device.type == "cuda" else describe(cpu_model(), torch.get_num_threads())
     outcomes = []
-    for spec, seed, peak, (G, D, hist, q, grid, gap) in zip(specs, seeds, peaks, measured):
+    for spec, seed, peak, (G, D, hist, q, grid, gap, disc) in zip(specs, seeds, peaks, measured):
         metrics = TrialMetrics(
             status=hist.status,
             reason=hist.reason,
@@ -478,6 +480,7 @@ def run_cohort(
             teacher_params=used.params if used else None,
             teacher_mb=used.mb if used else None,
             teacher_losses=hist.teacher_losses,
+            **(dataclasses.asdict(disc) if disc else {}),
         )
         curve = {"steps": hist.curve_steps, "d_losses": hist.curve_d, "g_losses": hist.curve_g}
         outcomes.append(TrialOutcome(metrics=metrics, generator=G, discriminator=D, grid=grid, curve=curve))

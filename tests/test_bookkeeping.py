@@ -21,6 +21,7 @@ import torch
 from optuna.trial import TrialState
 
 from conftest import write_tiny_space
+from gas_nas.guard import CONSTRAINT_NAMES
 from gas_nas.bookkeeping import AtomicFileStore, Recorder, StudyPlot
 from gas_nas.dashboard import PLOT_ID, constraint_attrs
 from gas_nas.interrupt import Interrupted
@@ -77,7 +78,7 @@ def assert_whole(study: optuna.Study, artifacts: Path) -> None:
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         r = TrialRecord.of(t)
         assert r.spec and r.metrics and r.feasible is True, t.number
-        assert t.constraints["fid"] < 0 and t.system_attrs["constraints"] == [t.constraints[k] for k in ("fid", "classes", "entropy", "finished")]
+        assert t.constraints["fid"] < 0 and t.system_attrs["constraints"] == [t.constraints[k] for k in CONSTRAINT_NAMES]
         assert attrs.get(f"dashboard:{t._trial_id}:note_ver") == 1 and f"### Trial {t.number}" in attrs[f"dashboard:{t._trial_id}:note_str:0"]
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
         assert sorted(m.filename for m in metas) == ["losses.png", "samples.png"], t.number
