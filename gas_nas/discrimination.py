@@ -37,8 +37,8 @@ class Discrimination:
 
 def auc(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> float:
     """P(real score > fake score) + P(equal) / 2 over all pairs (the Mann-Whitney AUC)."""
-    r = real_scores.detach().flatten().double().cpu()
-    f = fake_scores.detach().flatten().double().cpu()
+    r = real_scores.detach().flatten().to("cpu", torch.float64)
+    f = fake_scores.detach().flatten().to("cpu", torch.float64)
     greater = (r[:, None] > f[None, :]).double().mean()
     equal = (r[:, None] == f[None, :]).double().mean()
     return float(greater + equal / 2)
@@ -52,9 +52,9 @@ def measure_discrimination(G: nn.Module, D: nn.Module, held_out: torch.Tensor, b
     device = next(D.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n_batches = max(1, min(MEASURE_BATCHES, held_out.shape[0] // batch_size))
-    pick = torch.randperm(held_out.shape[0], generator=gen)[: n_batches * batch_size]
+    pick = torch.randperm(held_out.shape[0], generator=gen, device="cpu")[: n_batches * batch_size]
     real = held_out[pick.to(held_out.device)].to(device).view(n_batches, batch_size, *held_out.shape[1:])
-    z = torch.randn(n_batches, batch_size, z_dim, generator=gen).to(device)
+    z = torch.randn(n_batches, batch_size, z_dim, generator=gen, device="cpu").to(device)
     G_copy, D_copy = copy.deepcopy(G).train(), copy.deepcopy(D).train()
     real_scores = torch.cat([D_copy(x).flatten() for x in real])
     fake_scores = torch.cat([D_copy(G_copy(noise)).flatten() for noise in z])
