@@ -173,11 +173,13 @@ def plan(args: argparse.Namespace, work: Path, out: Path) -> list[Step]:
 
 
 def _tiny_space(work: Path) -> Path:
-    """The default space with the dry run's few quality samples (the CLI has no flag for them)."""
+    """The default space with the dry run's few quality samples (the CLI has no flag for them),
+    judged by the absolute guard: a relative one would train all six paper cases first."""
     import yaml
 
     doc = yaml.safe_load(DEFAULT_SPACE.read_text())
     doc["quality"]["n_samples"] = DRY["n_samples"]
+    doc["quality"]["guard"] = "absolute"
     path = work / "dry-run-space.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

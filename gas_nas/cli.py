@@ -101,7 +101,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N", help="batch size (default: from YAML)")
     parser.add_argument("--device", type=device_name, default="auto", metavar="auto|cpu|cuda|cuda:N", help="training device (default: auto: cuda if there is one)")
     parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
-    parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help=f"random seed, 0..{MAX_SEED} (default: 0)")
+    parser.add_argument("--seed", type=int_in(0, MAX_SEED), help=f"random seed, 0..{MAX_SEED} (default: 0; train: the arch file's, search: a resumed study's)")
     parser.add_argument("--teacher", metavar="PATH", help="recipe dgl: the frozen teacher, a discriminator.pt of `gas-nas train` (default: from YAML, else paper case 1 trained once and cached)")
 
 
@@ -214,12 +214,11 @@ def _preflight(specs: list, train, quality, device, have, *, data_loaded: bool) 
 
 
 def _check_data(args: argparse.Namespace) -> None:
-    """A named MNIST folder (--data-dir or $GAS_NAS_DATA) is checked before any study or training;
-    the default cache may still be downloaded into later."""
-    from gas_nas.data import ENV_DATA, resolve_data_dir
+    """MNIST is found (a named folder checked, the default cache downloaded into) before any
+    study is created or training starts."""
+    from gas_nas.data import resolve_data_dir
 
-    if args.data_dir or os.environ.get(ENV_DATA):
-        resolve_data_dir(args.data_dir)
+    resolve_data_dir(args.data_dir)
 
 
 TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher"}
@@ -267,9 +266,11 @@ class Train(Command):
         from gas_nas.train import run_trial
 
         check_output_dir(args.out, "--out")
-        spec, _, _ = load_arch(args.arch)
+        spec, _, meta = load_arch(args.arch)
         space = load_space(args.space)
         train, line = _train_config(args, space, args.arch)
+        seed, seed_line = _train_seed(args, meta)
+        line += f"; {seed_line}"
         device = _device(args.device)
         _preflight([spec], train, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
         _check_data(args)
@@ -281,7 +282,7 @@ class Train(Command):
         progress = _iteration_bar(console, args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
-            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=args.seed,
+            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed,
                                 progress=lambda d, t: progress.update(task, completed=d), teacher=res.teacher)
         paths = save_trial(outcome, args.out, spec, train, title=Path(args.arch).stem)
         m = outcome.metrics
@@ -304,6 +305,50 @@ class Train(Command):
         return 0 if m.status == "complete" else 1
 
 
+# The flags a resume hint repeats: the study keeps its settings, and a resume that names them
+# again must name the same (gas_nas.settings); --space also gives the axes.
+RESUME_FLAGS = {"space": "--space", "recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher", "seed": "--seed"}
+
+
+def _study_settings(args: argparse.Namespace, space, storage: str, study_name: str, line: str):
+    """The space, base seed and training line this search runs with: a resumed study's stored
+    settings where this run names none (a named one that differs is refused, before any write);
+    and which setting parts the run named."""
+    from gas_nas.search import existing_study
+    from gas_nas.settings import StudySettings, apply, keep_settings
+    from gas_nas.spec import resolve_train
+
+    named = {part for part, given in (("train", args.space or any(getattr(args, k) is not None for k in TRAIN_FLAGS)),
+                                      ("quality", args.space), ("seed", args.seed is not None)) if given}
+    wanted = StudySettings(space.train, space.quality, args.seed if args.seed is not None else 0)
+    found = existing_study(storage, study_name)
+    if found is None:
+        return space, wanted.seed, line, named
+    kept = keep_settings(found, wanted, named)
+    if "train" not in named:
+        line = resolve_train([(f"study {study_name}", kept.train.to_dict())])[1]
+    return apply(space, kept), kept.seed, line, named
+
+
+def _train_seed(args: argparse.Namespace, meta: dict) -> tuple[int, str]:
+    """`--seed`, else the seed an exported trial trained with (validated as `--seed` is), else 0;
+    and a line saying which, with what a cohort-trained trial's retraining gives."""
+    if args.seed is not None:
+        return args.seed, f"seed {args.seed} (--seed)"
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    if "seed" not in metrics:
+        return 0, "seed 0 (default)"
+    seed = metrics["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise GasNasError(f"{args.arch}: metadata.metrics.seed: expected an integer 0..{MAX_SEED}, got {seed!r}")
+    line = f"seed {seed} (arch file: trial {meta.get('trial')}'s)"
+    cohort = metrics.get("cohort") or 1
+    if isinstance(cohort, int) and cohort > 1:
+        line += (f"; that trial trained in a cohort of {cohort}, whose fused fp32 kernels round differently from a trial alone: "
+                 "expect the same architecture, budget and seed, not bit-identical numbers")
+    return seed, line
+
+
 def _iteration_bar(console: Console, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -317,7 +362,7 @@ class Search(Command):
 
     def add_arguments(self, parser):
         count = parser.add_mutually_exclusive_group()
-        count.add_argument("--trials", type=int_in(1, MAX_TRIALS), metavar="N", help="trials to run in this process (default: 50)")
+        count.add_argument("--trials", type=int_in(1, MAX_TRIALS), metavar="N", help="trials to run in this process (default: 50; --strategy differentiable: the trials its supernets propose)")
         count.add_argument("--until", type=int_in(1, MAX_TRIALS), metavar="N", help="shared studies: stop when the study has N complete trials")
         parser.add_argument("--jobs", type=int_in(1, MAX_JOBS), default=1, metavar="K", help="worker processes on this machine, each running the trials asked for (needs --storage journal:PATH or PostgreSQL)")
         _add_space(parser)
@@ -335,8 +380,9 @@ class Search(Command):
 
         from gas_nas.interrupt import Interrupted, StopRequest
         from gas_nas.memory import available
-        from gas_nas.progress import SearchProgress, study_status
-        from gas_nas.search import SearchOptions, guard_line, load_resources, open_study, record_artifacts, run_search
+        from gas_nas.progress import SearchProgress, slow_search_hint, study_status
+        from gas_nas.search import SearchOptions, cases_to_settle, guard_line, load_resources, open_study, record_artifacts, run_search
+        from gas_nas.settings import StudySettings, keep_settings
         from gas_nas.space import load_space
         from gas_nas.storage import DEFAULT_ARTIFACTS, redact
         from gas_nas.train import auto_cohort
@@ -362,17 +408,18 @@ class Search(Command):
         plan = divide(args.jobs, _device(args.device))
         device = torch.device(plan[0].device)
         _check_data(args)
+        space, seed, line, named = _study_settings(args, space, storage, study_name, line)
         teacher = _teacher(space.train, device, args)
         setting = args.cohort or space.search.cohort
         cohort = auto_cohort(device, space.train, plan[0].memory_share, teacher.module if teacher else None) if setting == "auto" else setting
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
-        study = open_study(space, storage, study_name, seed=args.seed, sampler=args.sampler, teacher=teacher.identity() if teacher else None)
+        study = open_study(space, storage, study_name, seed=seed, sampler=args.sampler, teacher=teacher.identity() if teacher else None)
+        keep_settings(study, StudySettings(space.train, space.quality, seed), named)  # a new study stores them
         record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
         res = load_resources(device, args.data_dir, teacher=teacher)
         memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
         where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
-        resume = f"gas-nas search{where} --study {study_name}" + (f" --space {args.space}" if args.space else "") + (f" --recipe {args.recipe}" if args.recipe else "")
-        resume += f" --teacher {args.teacher}" if args.teacher else ""
+        resume = f"gas-nas search{where} --study {study_name}" + "".join(f" {flag} {getattr(args, key)}" for key, flag in RESUME_FLAGS.items() if getattr(args, key) is not None)
         if not args.quiet:
             console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
             console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
@@ -387,7 +434,7 @@ class Search(Command):
             stop = StopRequest()
             try:
                 with stop:
-                    waiting = _propose(console, args, space, study, res, stop, supernet_line)
+                    waiting = _propose(console, args, space, study, res, stop, supernet_line, seed)
             except (Interrupted, KeyboardInterrupt):
                 print(f"gas-nas: stopped by {stop.name or 'SIGINT'} during the supernet phase; no trial was running, finished supernets' trials are queued. Resume with: {resume}", file=sys.stderr)
                 return stop.exit_code
@@ -395,18 +442,21 @@ class Search(Command):
             if not n_trials:
                 _print_front(console, study, quiet=args.quiet)
                 return 0
-        if not args.quiet:
-            complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-            hint = _cpu_hint(space, res, device, args.until - complete if args.until else n_trials)
-            if hint:
-                console.print(hint)
-        with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until) as progress:
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if n_trials and not args.until and cases_to_settle(study, space) > n_trials:
+            n_trials = cases_to_settle(study, space)
+            if not args.quiet:
+                console.print(f"the relative guard is settled by the paper cases, so this run trains all {n_trials} of them first")
+        prior = None if args.quiet else _trial_seconds(space, res, device)
+        if prior is not None:
+            console.print(slow_search_hint(prior, max(args.until - complete, 0) if args.until else n_trials, space.train.iterations))
+        with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until, prior=prior) as progress:
             stop = StopRequest()
             opts = SearchOptions(
-                seed=args.seed, artifacts=artifacts, cohort=cohort, memory=memory, on_iteration=progress.on_iteration,
+                seed=seed, artifacts=artifacts, cohort=cohort, memory=memory, on_iteration=progress.on_iteration,
                 on_cohort_start=progress.on_cohort_start, should_stop=stop, callbacks=[progress],
             )
-            workers = _start_workers(args, plan, storage, study_name, n_trials)
+            workers = _start_workers(args, plan, storage, study_name, n_trials, seed)
             try:
                 with stop:
                     run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
@@ -424,25 +474,23 @@ class Search(Command):
         return 0
 
 
-def _propose(console: Console, args, space, study, res, stop, supernet_line: str) -> int:
+def _propose(console: Console, args, space, study, res, stop, supernet_line: str, seed: int) -> int:
     """The differentiable strategy's supernet phase: a bar per supernet, a line after each alpha
     phase, a closing table of the proposals; returns how many trials wait in the queue."""
-    from gas_nas.differentiable import propose
-    from gas_nas.progress import human_time
-    from gas_nas.search import waiting_trials
+    from gas_nas.differentiable import propose, supernet_key
+    from gas_nas.progress import SupernetProgress, human_time
+    from gas_nas.search import supernet_records, waiting_trials
     from gas_nas.supernet import uniform_entropy, supernet_space
 
     say = (lambda line: None) if args.quiet else (lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False))
     say(supernet_line)
     full = uniform_entropy(supernet_space(space))
-    bar = _iteration_bar(console, args.quiet)
-    task = None
+    recorded = [r.get("key") for r in supernet_records(study)]
+    todo = sum(1 for lam in space.search.lambdas if supernet_key(space, lam, seed) not in recorded)
+    bar = SupernetProgress(console, todo, space.train.iterations, quiet=args.quiet)
 
     def start(lam: float) -> None:
-        nonlocal task
-        if task is not None:
-            bar.remove_task(task)
-        task = bar.add_task(f"supernet lambda {lam:g}", total=space.train.iterations)
+        bar.next(f"supernet lambda {lam:g}")
         say(f"supernet lambda {lam:g}: {space.train.iterations} iterations (a quarter warm-up, then weight and alpha steps alternate)")
 
     def report(r) -> None:
@@ -452,7 +500,7 @@ def _propose(console: Console, args, space, study, res, stop, supernet_line: str
         say(f"supernet lambda {result.lam:g} took {human_time(result.seconds)}")
 
     with bar:
-        proposals = propose(study, space, res.real, args.seed, on_supernet=start, on_iteration=lambda i, n: bar.update(task, completed=i),
+        proposals = propose(study, space, res.real, seed, on_supernet=start, on_iteration=bar.on_iteration,
                             on_report=report, on_done=done, should_stop=stop)
     if not args.quiet and proposals:
         table = Table(title="trials proposed by the supernets")
@@ -471,26 +519,27 @@ def _short(spec) -> str:
     return f"{layer}, {spec.downsample}, base {spec.base_filters}, depth {spec.depth}"
 
 
-def _cpu_hint(space, res, device, trials: int) -> str | None:
-    """On a CPU, time a few iterations of the first paper case; a line if the search takes hours."""
-    from gas_nas.progress import slow_search_hint
+def _trial_seconds(space, res, device) -> float | None:
+    """On a CPU, a trial's seconds timed from a few iterations of the first paper case: the start
+    line's figure and the bars' until a trial has finished (None on CUDA: warm-up and graph
+    capture make a few iterations say little)."""
     from gas_nas.spec import DiscriminatorSpec
     from gas_nas.train import seconds_per_trial
 
-    if device.type != "cpu" or trials < 1:
+    if device.type != "cpu":
         return None
     spec = space.cases[0].spec if space.cases else DiscriminatorSpec()
     teacher = res.teacher.module if res.teacher is not None else None
-    return slow_search_hint(seconds_per_trial(spec, space.train, res.real, teacher=teacher), trials, space.train.iterations)
+    return seconds_per_trial(spec, space.train, res.real, teacher=teacher) or None
 
 
-def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: int | None) -> list:
+def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: int | None, seed: int) -> list:
     """`--jobs K`: K-1 more `gas-nas search` processes on the same study, each with its share of the machine."""
     from gas_nas.workers import start
 
     if len(plan) < 2:
         return []
-    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(args.seed), "--quiet"]
+    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(seed), "--quiet"]
     cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
     for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size), ("--teacher", args.teacher),
                         ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
@@ -604,7 +653,7 @@ class Export(Command):
             "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
             "case": record.case, "pick": args.pick,
             "objectives": dict(zip(names, trial.values or [])),
-            "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "iterations", "seed")} if m else {}) | {"feasible": record.feasible},
+            "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "d_auc", "iterations", "seed", "cohort")} if m else {}) | {"feasible": record.feasible},
         }
         train = TrainConfig.from_dict(record.train) if record.train else None
         path = save_arch(args.output, spec, train, meta)

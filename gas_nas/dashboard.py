@@ -61,20 +61,54 @@ def _use_constrained_front() -> None:
     _app.get_pareto_front_trials = _constrained_front
 
 
+# optuna-dashboard lays each attribute of a trial page in a flex row whose value box keeps its
+# line unwrapped: a long attribute widened the whole page (6,149 px for one trial). Letting
+# boxes shrink below their content keeps the page in the window; a long value scrolls in its box.
+DASHBOARD_STYLE = b"<style>.MuiBox-root{min-width:0}</style>"
+
+
 def dashboard_app(storage: Any, artifact_store: Any = None):
-    """optuna-dashboard's WSGI app with the feasible Pareto front as its best trials."""
+    """optuna-dashboard's WSGI app with the feasible Pareto front as its best trials, and pages
+    that fit the window (DASHBOARD_STYLE)."""
     import optuna_dashboard
 
     _use_constrained_front()
-    return optuna_dashboard.wsgi(storage, artifact_store=artifact_store)
+    return styled(optuna_dashboard.wsgi(storage, artifact_store=artifact_store))
 
 
 def serve(storage: Any, host: str, port: int, artifact_store: Any = None) -> None:
-    """Run optuna-dashboard (blocking) with the feasible Pareto front as its best trials."""
-    import optuna_dashboard
+    """Run `dashboard_app` (blocking) on optuna-dashboard's own server."""
+    import bottle
 
-    _use_constrained_front()
-    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=artifact_store)
+    bottle.run(dashboard_app(storage, artifact_store), host=host, port=port)
+
+
+def styled(app):
+    """A WSGI app whose HTML pages carry DASHBOARD_STYLE in their head."""
+
+    def wrapped(environ, start_response):
+        seen: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            seen.update(status=status, headers=headers, exc_info=exc_info)
+            return lambda data: None
+
+        body = app(environ, capture)
+        headers = seen["headers"]
+        kinds = {k.lower(): v for k, v in headers}
+        if "text/html" not in kinds.get("content-type", "") or kinds.get("content-encoding"):
+            start_response(seen["status"], headers, seen["exc_info"])
+            return body
+        try:
+            page = b"".join(body)
+        finally:
+            getattr(body, "close", lambda: None)()
+        page = page.replace(b"</head>", DASHBOARD_STYLE + b"</head>", 1)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(page)))]
+        start_response(seen["status"], headers, seen["exc_info"])
+        return [page]
+
+    return wrapped
 
 
 # ---------------------------------------------------------------- after a trial
@@ -86,8 +120,9 @@ def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     refresh_study_plot(study)
 
 
-def trial_note(trial: FrozenTrial) -> str:
-    """Markdown for the trial's page: case, verdict with reasons, then what was measured."""
+def trial_note(trial: FrozenTrial, study_id: int | None = None) -> str:
+    """Markdown for the trial's page: case, verdict with reasons, what was measured, and (given
+    the study's id) its sample grid and loss curves at full size, read from its artifacts."""
     r = TrialRecord.of(trial)
     m = r.metrics
     get = (lambda key: getattr(m, key)) if m else (lambda key: None)
@@ -111,7 +146,24 @@ def trial_note(trial: FrozenTrial) -> str:
         ("device", _join(get("device") or "-", f"on {get('machine')}" if get("machine") else "")),
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
+    if study_id is not None:
+        lines += [""] + [f"![{words}](/artifacts/{study_id}/{trial._trial_id}/{artifact})" for words, artifact in _images(trial)]
     return "\n".join(lines) + "\n"
+
+
+def _images(trial: FrozenTrial) -> list[tuple[str, str]]:
+    """(words, artifact id) of the trial's sample grid and loss curves, in that order."""
+    import json
+
+    from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+    found = {}
+    for key, value in trial.system_attrs.items():
+        if key.startswith(ARTIFACTS_ATTR_PREFIX):
+            meta = json.loads(value)
+            found[meta.get("filename")] = meta.get("artifact_id")
+    words = {"samples.png": "sample grid (64 samples, fixed noise)", "losses.png": "loss curves"}
+    return [(w, found[name]) for name, w in words.items() if found.get(name)]
 
 
 def _discrimination(m: Any) -> str:
@@ -142,7 +194,8 @@ def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
     which grows with the study; a just-finished trial's note is its first, version 1."""
     from optuna_dashboard._note import note_ver_key, split_body
 
-    write_study_system_attrs(study._storage, study._study_id, {note_ver_key(trial._trial_id): 1, **split_body(trial_note(trial), trial._trial_id)})
+    note = trial_note(trial, study._study_id)
+    write_study_system_attrs(study._storage, study._study_id, {note_ver_key(trial._trial_id): 1, **split_body(note, trial._trial_id)})
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -202,10 +255,12 @@ def study_figure(study: optuna.Study):
     empty = no_feasible_text(study)
     xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points], top=0.45 if empty else 0.12)  # room for the red note
     cases = [(p, TrialRecord.of(p[0]).case) for p in points if TrialRecord.of(p[0]).case]
-    fig.add_trace(go.Scatter(x=[p[1] for p, _ in cases], y=[p[2] for p, _ in cases], mode="markers+text", name="paper cases",
-                             text=[case for _, case in cases], textposition=[_label_side(p[1], p[2], xr, yr) for p, _ in cases],
+    fig.add_trace(go.Scatter(x=[p[1] for p, _ in cases], y=[p[2] for p, _ in cases], mode="markers+text",
+                             name="paper cases (numbered as in the GAS write-up; hover for names)", legendgroup="paper cases",
+                             text=[case.split()[0] for _, case in cases], hovertext=[case for _, case in cases],  # a number, not a name over other trials
+                             textposition=[_label_side(p[1], p[2], xr, yr) for p, _ in cases],
                              textfont=dict(size=11, color="#333333"), cliponaxis=False,
-                             marker=dict(symbol="diamond-open", size=18, color="#333333", line=dict(width=1.5)), hoverinfo="skip"))
+                             marker=dict(symbol="diamond-open", size=18, color="#333333", line=dict(width=1.5)), hoverinfo="text"))
     shared = [(x, y, n) for x, y, n in {(v[0], v[2], v[3]) for v in spots.values()} if n > 1]
     fig.add_trace(go.Scatter(x=[x for x, _, _ in shared], y=[y for _, y, _ in shared], mode="markers+text", text=[f"×{n}" for _, _, n in shared],
                              textposition="bottom right", textfont=dict(size=12, color="#000000"), name="×N: trials on one spot (hover lists them)",

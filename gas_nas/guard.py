@@ -98,11 +98,10 @@ def gave_up(m: TrialMetrics, bounds: Any) -> str:
     """Why D no longer discriminates, in words ("" when it does, or was not measured)."""
     if m.d_auc is None or math.isnan(m.d_auc):
         return ""
-    if m.d_auc < bounds.min_auc:
-        return f"discriminator does not tell real from generated images: AUC {m.d_auc:.2f} < {bounds.min_auc:g}"
-    if m.d_spread < bounds.min_spread:
-        return f"discriminator outputs hardly vary: spread {m.d_spread:.3g} < {bounds.min_spread:g}"
-    return ""
+    checks = [f"it ranks real images above generated ones with AUC {m.d_auc:.2f} < {bounds.min_auc:g}" if m.d_auc < bounds.min_auc else "",
+              f"its outputs hardly vary (spread {m.d_spread:.2g} < {bounds.min_spread:g})" if m.d_spread < bounds.min_spread else ""]
+    checks = [c for c in checks if c]
+    return f"discriminator gave up: {' and '.join(checks)}" if checks else ""
 
 
 def sample_violations(m: TrialMetrics, bounds: Any) -> list[str]:

@@ -17,7 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from gas_nas.dashboard import no_feasible
-from gas_nas.record import TrialRecord
+from gas_nas.record import INTERRUPTED, TrialRecord
+
+WARM_SHARE = 10  # a cohort's iteration rate is trusted once a tenth of its iterations ran (the first ones are slow)
 
 
 class SearchProgress:
@@ -27,11 +29,15 @@ class SearchProgress:
     iterations (moved every iteration by the trainer's host-side count). Both bars' "left"
     column and the line printed after each trial come from one estimate (`left_seconds`), so
     they agree: seconds per finished trial (a cohort's wall time shared among its trials) times
-    the trials still to run, plus what the running cohort still needs.
+    the trials still to run, plus what the running cohort still needs. Before a trial has
+    finished, `prior` (the seconds per trial the start line printed, timed from a few
+    iterations) stands in, so the first bars say what the start line said; a trial stopped by
+    Ctrl-C or SIGTERM is not counted as finished.
     """
 
-    def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None, clock=time.monotonic):
-        self.console, self.total, self.quiet, self.until, self.clock = console, total, quiet, until, clock
+    def __init__(self, console: Console, total: int | None, quiet: bool = False, until: int | None = None, clock=time.monotonic,
+                 prior: float | None = None):
+        self.console, self.total, self.quiet, self.until, self.clock, self.prior = console, total, quiet, until, clock, prior
         self.fancy = console.is_terminal and not quiet
         self.done = 0
         self.spent = 0.0  # seconds of this process's finished trials (a cohort's wall time shared among its trials)
@@ -80,6 +86,8 @@ class SearchProgress:
         iteration rate (training only, before the first trial has finished)."""
         if self.done:
             return self.spent / self.done
+        if self.prior:
+            return self.prior
         done, total = self.iterations
         if done and self.cohort:
             return (self.clock() - self.cohort_start) / done * total / len(self.cohort)
@@ -92,9 +100,10 @@ class SearchProgress:
             return None
         elapsed = self.clock() - self.cohort_start
         done, total = self.iterations
-        warm = done >= min(3, total) or not self.done  # the first iterations are slow (warm-up): trust history over them
+        usual = self.spent / self.done if self.done else self.prior
+        warm = done >= max(3, total // WARM_SHARE) or usual is None  # the first iterations are slow (warm-up): trust history or the prior over them
         by_rate = elapsed / done * (total - done) if done and warm else None
-        by_history = max(self.spent / self.done * len(self.cohort) - elapsed, 0.0) if self.done else None
+        by_history = max(usual * len(self.cohort) - elapsed, 0.0) if usual else None
         known = [v for v in (by_rate, by_history) if v is not None]
         return max(known) if known else None
 
@@ -108,6 +117,14 @@ class SearchProgress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after every finished trial."""
+        if trial.state == TrialState.FAIL and TrialRecord.of(trial).fail_reason == INTERRUPTED:  # stopped, not finished: no estimate from it
+            self.cohort = [c for c in self.cohort if c[0] != trial.number]
+            line = f"{trial_line(study, trial)} (not counted as run)"
+            if self.bars is not None:
+                self.bars.console.print(line, highlight=False, markup=False)
+            else:
+                print(line, flush=True)
+            return
         self.done += 1
         m = TrialRecord.of(trial).metrics
         seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
@@ -181,13 +198,72 @@ def human_time(seconds: float) -> str:
 SLOW_SEARCH_S = 3600.0  # a search expected to run longer than this gets a hint before its first trial
 
 
-def slow_search_hint(trial_seconds: float, trials: int, iterations: int) -> str | None:
-    """Before a long CPU search: how long a trial takes here, and how to take a quick look first."""
+def slow_search_hint(trial_seconds: float, trials: int, iterations: int) -> str:
+    """Before a CPU search: how long a trial takes here (the bars start from the same figure),
+    and, for a search of over an hour, how to take a quick look first."""
+    line = (f"on this machine a trial of the original GAS discriminator at {iterations} iterations takes about {human_time(trial_seconds)}, "
+            f"so {trials} trials take about {human_time(trial_seconds * trials)}")
     if trial_seconds * trials < SLOW_SEARCH_S:
-        return None
-    quick = max(iterations // 20, 1)
-    return (f"on this machine a trial of the original GAS discriminator at {iterations} iterations takes about {human_time(trial_seconds)}, "
-            f"so {trials} trials take about {human_time(trial_seconds * trials)}; --iterations {quick} gives a quick look first")
+        return line
+    return f"{line}; --iterations {max(iterations // 20, 1)} gives a quick look first"
+
+
+class SupernetProgress:
+    """The differentiable strategy's supernet phase on one bar: its label names the supernet,
+    and its "left" column estimates the whole phase (this supernet's iterations left and every
+    later supernet's, at this phase's iteration rate once warm)."""
+
+    def __init__(self, console: Console, supernets: int, iterations: int, quiet: bool = False, clock=time.monotonic):
+        self.supernets, self.iterations, self.clock = supernets, iterations, clock
+        self.index, self.done, self.start = -1, 0, clock()
+        self.rate: float | None = None  # seconds per iteration, from the supernets run so far (or this one, once warm)
+        self.finished_seconds, self.finished_iterations = 0.0, 0
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _PhaseLeftColumn(self), console=console,
+                            disable=quiet or not console.is_terminal)
+        self.task = None
+
+    def __enter__(self) -> SupernetProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def next(self, label: str) -> None:
+        if self.index >= 0:
+            self.finished_seconds += self.clock() - self.start
+            self.finished_iterations += self.done
+        self.index, self.done, self.start = self.index + 1, 0, self.clock()
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"{label} ({self.index + 1} of {self.supernets})", total=self.iterations)
+
+    def on_iteration(self, done: int, total: int) -> None:
+        self.done = done
+        if self.task is not None:
+            self.bar.update(self.task, completed=done)
+
+    def left_seconds(self) -> float | None:
+        """Seconds the phase still needs (None until an iteration rate is known)."""
+        rate = self.finished_seconds / self.finished_iterations if self.finished_iterations else None
+        if rate is None and self.done >= max(3, self.iterations // WARM_SHARE):
+            rate = (self.clock() - self.start) / self.done
+        if rate is None:
+            return None
+        later = max(self.supernets - self.index - 1, 0)
+        return rate * (self.iterations - self.done + later * self.iterations)
+
+
+class _PhaseLeftColumn(ProgressColumn):
+    """"about 12 min left in the supernet phase" (blank until the rate is known)."""
+
+    def __init__(self, progress: SupernetProgress):
+        super().__init__()
+        self.progress = progress
+
+    def render(self, task: Task) -> Text:
+        seconds = self.progress.left_seconds()
+        return Text("" if seconds is None else f"about {human_time(seconds)} left in the supernet phase", style="progress.remaining")
 
 
 def study_status(study: optuna.Study) -> str:

@@ -60,10 +60,9 @@ def loss_figure(metrics: dict, title: str = "", curve: dict | None = None):
     if fine is curve:
         ax.plot(steps, d, ls="none", marker="s", markersize=6, mfc="white", mec="C0", mew=1.2, label="logged means (the imbalance uses these)")
         ax.plot(steps, g, ls="none", marker="s", markersize=6, mfc="white", mec="C1", mew=1.2, label="_logged G")
-    if steps:
-        keep = max(1, math.ceil(len(steps) / 4))  # gas_nas.metrics.last_quarter_mean's window
-        start = steps[-keep - 1] if len(steps) > keep else 0
-        ax.axvspan(start, steps[-1], color="0.92", zorder=0, label="imbalance window (last quarter of the log)")
+    keep = max(1, math.ceil(len(steps) / 4))  # gas_nas.metrics.last_quarter_mean's window
+    if len(steps) > keep:  # shaded only where it is part of the run: one logged mean is the whole run
+        ax.axvspan(steps[-keep - 1], steps[-1], color="0.92", zorder=0, label="imbalance window (last quarter of the log)")
     ax.axhline(0.25, color="C0", ls="--", lw=0.8, label="equilibrium: D 0.25, G 0.125")
     ax.axhline(0.125, color="C1", ls="--", lw=0.8, label="_G at equilibrium")
     last = max([*fine["steps"], *steps, 1])

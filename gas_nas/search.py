@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.bookkeeping import PLOT_INTERVAL_S, AtomicFileStore, Recorder, StudyPlot
-from gas_nas.dashboard import constraint_attrs, refresh_study_plot, save_trial_note
+from gas_nas.dashboard import closest_infeasible, constraint_attrs, refresh_study_plot, save_trial_note
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas import guard as guard_rules
 from gas_nas.guard import Guard, absolute_guard, guard_mode, relative_guard
@@ -196,6 +196,18 @@ def waiting_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
+def existing_study(storage_url: str, study_name: str) -> optuna.Study | None:
+    """The study if the storage already holds it, read without creating anything; else None
+    (a missing storage, or one that is not Optuna's: `open_study` creates or refuses it)."""
+    from gas_nas.storage import check_url
+
+    check_url(storage_url)  # a malformed URL is refused here, in one line
+    try:
+        return load_existing(storage_url, study_name)
+    except StorageError:
+        return None
+
+
 def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
     """An existing study for show/export/dashboard; a missing one is a one-line error.
 
@@ -330,6 +342,14 @@ def guard_line(study: optuna.Study, space: SearchSpace | None = None) -> str:
     q = space.quality
     return (f"quality guard (relative, {space.train.iterations} iterations < the paper's): FID <= {q.relative_fid:g} x the median FID of the "
             f"{len(space.cases)} paper cases (at most {q.backstop_fid:g}), settled when they finish; trials wait for it")
+
+
+def cases_to_settle(study: optuna.Study, space: SearchSpace) -> int:
+    """How many queued paper cases a search must train before its relative guard settles (0
+    when the guard is settled or absolute): a search asked for fewer trials trains them anyway."""
+    if stored_guard(study) is not None or guard_mode(space.quality, space.train, bool(space.cases)) == "absolute":
+        return 0
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if TrialRecord.of(t).case)
 
 
 def stored_guard(study: optuna.Study) -> Guard | None:
@@ -483,6 +503,7 @@ class _Trained:
 
     metrics: Any  # TrialMetrics
     grid: torch.Tensor  # on the CPU
+    curve: dict = field(default_factory=dict)  # the fine loss curve losses.png draws (TrialOutcome.curve)
 
 
 def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], None]:
@@ -524,7 +545,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
                         study.enqueue_trial(trial.params, user_attrs=record.case_attrs())
                 heartbeat.stop()
             raise Interrupted from None
-    done = [(t, o if isinstance(o, str) else _Trained(o.metrics, o.grid.detach().cpu())) for (t, _), o in zip(members, outcomes)]
+    done = [(t, o if isinstance(o, str) else _Trained(o.metrics, o.grid.detach().cpu(), o.curve)) for (t, _), o in zip(members, outcomes)]
     run.count_untold(len(done))
 
     def record() -> None:
@@ -589,7 +610,7 @@ def _store_outcome(run: _Run, trial, trained: _Trained) -> bool:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             title = f"trial {trial.number}" + (f" ({record.label})" if record.label else "")
-            pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(trained.metrics.to_dict(), Path(tmp) / LOSSES_PNG, title)]
+            pngs = [save_grid(trained.grid, Path(tmp) / SAMPLES_PNG), save_loss_plot(trained.metrics.to_dict(), Path(tmp) / LOSSES_PNG, title, trained.curve)]
             for path in pngs:
                 optuna.artifacts.upload_artifact(artifact_store=run.store, file_path=str(path), study_or_trial=trial)
     except OSError as exc:  # a disk that fills: this trial fails, the search goes on
@@ -767,7 +788,13 @@ def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
     if pick == "best-quality":
         candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if TrialRecord.of(t).feasible]
     if not candidates:
-        raise GasNasError(f"study {study.study_name!r} has no feasible complete trial to pick from")
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            raise GasNasError(f"study {study.study_name!r} has no complete trial to pick from")
+        best = closest_infeasible(complete)
+        r = TrialRecord.of(best)
+        raise GasNasError(f"study {study.study_name!r} has no feasible trial to pick from; the closest is trial {best.number}"
+                          f"{f' [{r.label}]' if r.label else ''} ({r.infeasible_reason or 'no reason recorded'}): export it anyway with --trial {best.number}")
     key = {"smallest": lambda t: t.values[0], "balanced": lambda t: t.values[1], "best-quality": lambda t: TrialRecord.of(t).metrics.fid}[pick]
     return min(candidates, key=key)
 

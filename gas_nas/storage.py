@@ -67,6 +67,21 @@ def journal_path(url: str) -> Path:
     return Path(url.removeprefix("journal://").removeprefix("journal:"))
 
 
+def check_url(url: str) -> str:
+    """The URL's scheme, after refusing in one line what SQLAlchemy would answer in its own words:
+    a bare path (a file needs sqlite:///PATH) and the common `postgres://` spelling."""
+    if is_journal(url):
+        return "journal"
+    scheme = _scheme(url)
+    if not scheme or "://" not in url:
+        suggestion = f"sqlite:///{url}" if url and "://" not in url and ":" not in url else "sqlite:///PATH"
+        raise StorageError(f"storage URL {redact(url)!r} is not a URL: for a file use {suggestion}; else postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
+    if scheme == "postgres" or scheme.startswith("postgres+"):
+        fixed = "postgresql" + url[len("postgres"):]
+        raise StorageError(f"storage URL {redact(url)!r}: SQLAlchemy spells PostgreSQL 'postgresql://', not 'postgres://'; use {redact(fixed)}")
+    return scheme
+
+
 def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 30, max_retries: int = 2):
     """An Optuna storage for `url`, every failure a StorageError with the password hidden.
 
@@ -84,9 +99,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         except Exception as exc:  # noqa: BLE001 - surfaced as one line
             raise StorageError(f"cannot open journal storage {path}: {error_line(exc, url)}") from None
-    scheme = _scheme(url)
-    if not scheme or "://" not in url:
-        raise StorageError(f"storage URL {redact(url)!r} is not a URL: use sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or journal:PATH")
+    scheme = check_url(url)
     if scheme == "sqlite":
         db = url.removeprefix("sqlite:///")
         if db and db != ":memory:":
@@ -128,7 +141,7 @@ def check_existing(url: str) -> None:
         if not first.startswith(b'{"op_code"'):
             raise StorageError(f"{path} is not an Optuna journal (storage {redact(url)}); refusing to touch it")
         return
-    scheme = _scheme(url)
+    scheme = check_url(url)
     if scheme == "sqlite":
         db = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
         if not db or db == ":memory:":

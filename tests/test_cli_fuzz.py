@@ -104,7 +104,7 @@ def world(tmp_path_factory):
 
 
 def test_cli_exits_0_or_2_with_one_line_and_no_traceback(world, monkeypatch):
-    import optuna_dashboard
+    import bottle
 
     root, paths, urls = world
     (root / "no-mnist").mkdir(exist_ok=True)
@@ -113,7 +113,7 @@ def test_cli_exits_0_or_2_with_one_line_and_no_traceback(world, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg"))
     monkeypatch.delenv("GAS_NAS_STORAGE", raising=False)
     monkeypatch.chdir(root / "cwd")
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda *a, **k: None)  # a valid dashboard returns at once
+    monkeypatch.setattr(bottle, "run", lambda *a, **k: None)  # a valid dashboard returns at once
 
     @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(argv=_argv(paths, urls))

@@ -113,7 +113,8 @@ def test_study_plot_labels_cases_greys_infeasible_and_draws_the_front(detail_and
     assert traces["infeasible"]["marker"]["color"] == traces["failed"]["marker"]["color"] != traces["feasible"]["marker"]["color"]
     front = traces["feasible Pareto front (Best Trials)"]
     assert front["x"] == [1.0, 2.0] and front["mode"] == "lines+markers"
-    assert traces["paper cases"]["text"] == ["1 original", "2 depthwise separable"]
+    assert traces["paper cases"]["hovertext"] == ["1 original", "2 depthwise separable"]
+    assert traces["paper cases"]["text"] == ["1", "2"]  # a number beside the diamond: a name would cover other trials
     layout = plot["layout"]
     assert layout["xaxis"]["title"]["text"] == "discriminator size (MB)" and layout["yaxis"]["title"]["text"] == "D/G loss imbalance"
     assert layout["title"]["text"].startswith("Discriminator size (MB) vs D/G loss imbalance<br>")
@@ -125,7 +126,7 @@ def test_case_labels_stay_inside_the_plot_area(detail_and_study):
     """The smallest case sits at the left edge: its label goes to its right, and both axes leave room."""
     plot = _plot(detail_and_study[0])
     cases = _traces(plot)["paper cases"]
-    positions = dict(zip(cases["text"], cases["textposition"]))
+    positions = dict(zip(cases["hovertext"], cases["textposition"]))
     assert positions["2 depthwise separable"].endswith("right")  # 0.5 MB, the leftmost point
     layout = plot["layout"]
     for axis, values in (("xaxis", [0.5, 1.0, 2.0, 3.0]), ("yaxis", [0.4, 0.5, 1.0, 3.0])):

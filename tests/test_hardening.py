@@ -290,11 +290,11 @@ def test_export_warns_once_for_an_infeasible_trial_and_needs_force_to_overwrite(
 
 @pytest.fixture
 def served(monkeypatch):
-    """optuna-dashboard's server replaced by a recorder, so the command returns at once."""
-    import optuna_dashboard
+    """The dashboard's server (bottle's, as optuna-dashboard runs it) replaced by a recorder, so the command returns at once."""
+    import bottle
 
     calls = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: calls.append(kw))
+    monkeypatch.setattr(bottle, "run", lambda app, **kw: calls.append(kw))
     return calls
 
 

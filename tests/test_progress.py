@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gas_nas.progress import human_time, slow_search_hint
 
 
 def test_long_search_gets_one_hint_with_trial_time_total_and_a_quick_budget():
-    hint = slow_search_hint(540.0, 50, 2000)  # a paper-budget trial on a 2-core CPU: about 9 minutes
+    hint = slow_search_hint(540.0, 50, 2000)  # 9-minute trials
     assert "takes about 9 min" in hint and "50 trials take about 7.5 h" in hint and "--iterations 100" in hint
 
 
-def test_short_search_gets_no_hint():
-    assert slow_search_hint(2.0, 7, 3) is None
-    assert slow_search_hint(60.0, 50, 2000) is None  # 50 minutes in all
+def test_short_search_gets_its_estimate_without_the_quick_look():
+    assert slow_search_hint(2.0, 7, 3).endswith("takes about 2 s, so 7 trials take about 14 s")
+    assert "--iterations" not in slow_search_hint(60.0, 50, 2000)  # 50 minutes in all
 
 
 def test_times_read_in_the_unit_a_person_would_use():
@@ -87,3 +89,65 @@ def test_both_bars_and_the_trial_line_give_one_estimate_of_the_time_left(capsys)
         assert "about 70 s left" in _rendered(progress)[1]
         assert progress.left_seconds() == 130.0  # 70 s + 2 trials of 30 s
         assert "about 2 min left" in _rendered(progress)[0]
+
+
+def test_the_start_lines_estimate_leads_the_bars_until_a_trial_finishes_and_a_stopped_trial_is_not_counted():
+    """The figure the start line printed is the bars' until a trial has finished (not the first
+    slow iterations' rate); a trial stopped by a signal changes no estimate and is not counted."""
+    from io import StringIO
+
+    import optuna
+    from rich.console import Console
+
+    from gas_nas.progress import SearchProgress
+    from gas_nas.record import TrialRecord
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    clock = Clock()
+    console = Console(file=StringIO(), width=160, force_terminal=True, color_system=None)
+    with SearchProgress(console, total=50, clock=clock, prior=60.0) as progress:
+        progress.bars.stop()
+        progress.on_cohort_start([(0, "1 original")])
+        clock.now = 10.0
+        progress.on_iteration(1, 300)  # the first iteration is slow: 10 s, which would say 50 min a trial
+        assert progress.left_seconds() == 50 * 60.0 - 10.0 and "about 50 min left" in _rendered(progress)[0]
+        assert "about 50 s left" in _rendered(progress)[1]  # the prior, less what ran
+        clock.now = 40.0
+        progress.on_iteration(150, 300)  # warm: the cohort's own rate (0.27 s an iteration) now leads its bar
+        assert progress.cohort_left() == pytest.approx(40.0 / 150 * 150)
+        stopped = study.ask()
+        TrialRecord(fail_reason="interrupted", feasible=False).write(stopped)
+        progress(study, study.tell(stopped, state=optuna.trial.TrialState.FAIL))
+        line = console.file.getvalue().splitlines()[-1]
+        assert "interrupted (not counted as run)" in line and "left" not in line
+        assert progress.done == 0 and progress.per_trial() == 60.0
+
+
+def test_the_supernet_phase_has_one_labelled_estimate_for_all_its_supernets():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gas_nas.progress import SupernetProgress
+
+    clock = Clock()
+    console = Console(file=StringIO(), width=160, force_terminal=True, color_system=None)
+    with SupernetProgress(console, supernets=3, iterations=100, clock=clock) as phase:
+        phase.bar.stop()
+        phase.next("supernet lambda 0.01")
+        clock.now = 1.0
+        phase.on_iteration(1, 100)
+        assert phase.left_seconds() is None  # one slow first iteration says nothing yet
+        clock.now = 20.0
+        phase.on_iteration(20, 100)  # 1 s an iteration
+        assert phase.left_seconds() == 80 + 2 * 100
+        clock.now = 100.0
+        phase.on_iteration(100, 100)
+        phase.next("supernet lambda 0.1")
+        clock.now = 101.0
+        phase.on_iteration(1, 100)  # the finished supernet's rate, not this one's first iteration
+        assert phase.left_seconds() == 99 + 100
+        out = Console(file=StringIO(), width=160, force_terminal=True, color_system=None)
+        out.print(phase.bar.get_renderable())
+        assert "supernet lambda 0.1 (2 of 3)" in out.file.getvalue() and "about 3 min left in the supernet phase" in out.file.getvalue()

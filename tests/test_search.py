@@ -148,17 +148,22 @@ def test_export_pick_refuses_when_nothing_is_feasible(tmp_path, cli_env):
     assert "no feasible trial: all 1 complete trials fail the quality guard" in first and "closest is trial 0 [1 original]: fid" in first
     proc = gas_nas(["export", "--pick", "balanced", "--storage", storage, "-o", str(tmp_path / "x.yaml")], cli_env, tmp_path, check=False)
     assert proc.returncode == 2 and "no feasible" in proc.stderr and "Traceback" not in proc.stderr
+    assert "closest is trial 0 [1 original] (fid" in proc.stderr and "export it anyway with --trial 0" in proc.stderr
 
 
 def test_dashboard_app_lists_the_study_and_serves_a_png(searched):
-    import optuna_dashboard
+    import re
+
     from optuna.artifacts import FileSystemArtifactStore
 
-    study = searched["study"]
-    app = optuna_dashboard.wsgi(study._storage, artifact_store=FileSystemArtifactStore(str(searched["root"] / "art")))
+    from gas_nas.dashboard import DASHBOARD_STYLE, dashboard_app
 
-    def get(path):
-        env = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    study = searched["study"]
+    app = dashboard_app(study._storage, artifact_store=FileSystemArtifactStore(str(searched["root"] / "art")))
+
+    def get(url):
+        path, _, query = url.partition("?")
+        env = {"PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
         setup_testing_defaults(env)
         status = []
         body = b"".join(app(env, lambda s, h, *a: status.append((s, dict(h)))))
@@ -170,6 +175,17 @@ def test_dashboard_app_lists_the_study_and_serves_a_png(searched):
     meta = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)[0]
     status, headers, body = get(f"/artifacts/{study._study_id}/{trial._trial_id}/{meta.artifact_id}")
     assert status.startswith("200") and body[:4] == b"\x89PNG"
+    # every page carries the style that keeps it inside the window
+    status, headers, body = get(f"/dashboard/studies/{study._study_id}/trials")
+    assert status.startswith("200") and DASHBOARD_STYLE + b"</head>" in body and int(headers["Content-Length"]) == len(body)
+    # the note shows the sample grid and loss curves at full size, from URLs the app serves
+    _, _, body = get(f"/api/studies/{study._study_id}?after=0")
+    note = json.loads(body)["trials"][0]["note"]["body"]
+    links = re.findall(r"!\[(sample grid|loss curves)[^\]]*\]\(([^)]+)\)", note)
+    assert [w for w, _ in links] == ["sample grid", "loss curves"]
+    for _, url in links:
+        status, headers, body = get(url)
+        assert status.startswith("200") and body[:4] == b"\x89PNG"
 
 
 def test_diverging_trials_are_failed_with_reason_and_search_finishes(tmp_path, cli_env):
@@ -203,7 +219,7 @@ def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case
     space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 400})
     storage = f"sqlite:///{tmp_path}/i.db"
     common = ["--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a")]
-    args = [sys.executable, "-m", "gas_nas.cli", "search", "--trials", "4", "--cohort", "2", *common]
+    args = [sys.executable, "-m", "gas_nas.cli", "search", "--trials", "2", "--cohort", "2", *common]
     proc = subprocess.Popen(args, env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_training(storage, 2, proc)
     proc.send_signal(sig)
@@ -216,12 +232,12 @@ def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case
     assert [t.user_attrs["fail_reason"] for t in first_two] == ["interrupted", "interrupted"]
     waiting = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.WAITING,))]
     assert sorted(waiting) == sorted(CASES)  # the two interrupted cases are queued again
-    write_tiny_space(tmp_path / "slow.yaml")  # same file, small budget again, to finish fast
-    gas_nas(["search", "--trials", "6", "--cohort", "3", *common], cli_env, tmp_path)
+    gas_nas(["search", "--trials", "2", "--cohort", "2", *common], cli_env, tmp_path)  # at the study's budget: a resume keeps it
     study = optuna.load_study(study_name="gas", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     complete = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    assert sorted(complete) == sorted(CASES)
+    still = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert len(complete) == 2 and sorted(complete + still) == sorted(CASES)  # every case done or queued, none lost
 
 
 def test_a_stop_asked_right_after_a_trial_completes_ends_the_search_cleanly(tmp_path, mnist_dir, mnist_classifier):
