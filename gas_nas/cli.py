@@ -384,7 +384,7 @@ class Search(Command):
         from gas_nas.search import SearchOptions, cases_to_settle, guard_line, load_resources, open_study, record_artifacts, run_search
         from gas_nas.settings import StudySettings, keep_settings
         from gas_nas.space import load_space
-        from gas_nas.storage import DEFAULT_ARTIFACTS, redact
+        from gas_nas.storage import DEFAULT_ARTIFACTS, check_openable, redact
         from gas_nas.train import auto_cohort
         from gas_nas.workers import divide
 
@@ -407,6 +407,7 @@ class Search(Command):
             raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
         plan = divide(args.jobs, _device(args.device))
         device = torch.device(plan[0].device)
+        check_openable(storage)  # the storage is named first: a bad URL says so even without MNIST
         _check_data(args)
         space, seed, line, named = _study_settings(args, space, storage, study_name, line)
         teacher = _teacher(space.train, device, args)

@@ -104,11 +104,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
         db = url.removeprefix("sqlite:///")
         if db and db != ":memory:":
             _check_dir(Path(db).parent, url)
-    elif scheme.startswith("postgresql"):
-        try:
-            import psycopg  # noqa: F401  (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)
-        except ImportError:
-            raise StorageError("PostgreSQL storage needs the driver: pip install 'gas-nas[postgres]'") from None
+    _check_driver(scheme)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; not the user's concern
@@ -125,6 +121,30 @@ def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise StorageError(f"cannot open storage {redact(url)}: {error_line(exc, url)}") from None
+
+
+def check_openable(url: str) -> None:
+    """For commands that create a study: refuse in one line, before any other input is checked
+    and without creating a file, folder or table, a storage that `open_storage` could not open."""
+    if is_journal(url):
+        _check_creatable(journal_path(url).parent, url)
+        return
+    scheme = check_url(url)
+    if scheme == "sqlite":
+        db = url.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            _check_creatable(Path(db).parent, url)
+        return
+    _check_driver(scheme)
+    _rdb_tables(url)  # connects and reads table names: an unreachable server is named now
+
+
+def _check_driver(scheme: str) -> None:
+    if scheme.startswith("postgresql"):
+        try:
+            import psycopg  # noqa: F401  (SQLAlchemy 2.1 maps postgresql:// to psycopg 3)
+        except ImportError:
+            raise StorageError("PostgreSQL storage needs the driver: pip install 'gas-nas[postgres]'") from None
 
 
 OPTUNA_TABLES = {"studies", "version_info"}  # present in every Optuna RDB storage
@@ -213,12 +233,22 @@ def _schema_race(exc: Exception) -> bool:
     return isinstance(exc, (IntegrityError, ProgrammingError, OperationalError)) and any(word in text for word in ("already exists", "duplicate", "unique constraint"))
 
 
-def _check_dir(directory: Path, url: str) -> None:
-    """Create the storage's directory, or say in one line why it cannot be written."""
+def _check_creatable(directory: Path, url: str) -> Path:
+    """The storage's directory (or "." for a bare name), once nothing on its path is a file and
+    its nearest existing folder is writable; creates nothing."""
     directory = directory if str(directory) else Path(".")
     for part in (directory, *directory.parents):
         if part.exists() and not part.is_dir():
             raise StorageError(f"cannot create {directory} for storage {redact(url)}: {part} exists and is not a directory")
+    nearest = next((p for p in (directory, *directory.parents) if p.exists()), Path("."))
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise StorageError(f"{nearest} is not writable, so storage {redact(url)} cannot be used; pick another --storage")
+    return directory
+
+
+def _check_dir(directory: Path, url: str) -> None:
+    """Create the storage's directory, or say in one line why it cannot be written."""
+    directory = _check_creatable(directory, url)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -7,6 +7,8 @@ import dataclasses
 import fractions
 import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -244,6 +246,7 @@ def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
     from gas_nas.record import TrialRecord
     from gas_nas.search import TEACHER_ATTR
 
+    teacher_file = Path(shutil.copy(teacher_file, tmp_path / "teacher.pt"))  # overwritten below; the fixture is shared
     space = write_tiny_space(tmp_path / "tiny.yaml", search={"cohort": 1})
     storage = f"sqlite:///{tmp_path}/t.db"
     base = ["search", "--space", str(space), "--storage", storage, "--study", "dgl", "--recipe", "dgl", "--device", "cpu", "--artifacts", str(tmp_path / "art"), "--quiet"]
@@ -257,7 +260,13 @@ def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
     other = write_teacher(tmp_path / "other.pt", seed=1)
     before = len(study.get_trials())
     capsys.readouterr()
+    # another teacher file is another training setting of the study ...
     assert main([*base, "--teacher", str(other), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.teacher" in err and str(other) in err
+    # ... and the same path holding other weights is caught by the teacher's checksum
+    teacher_file.write_bytes(other.read_bytes())
+    assert main([*base, "--teacher", str(teacher_file), "--trials", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "was trained with teacher sha256" in err
     assert len(optuna.load_study(study_name="dgl", storage=storage).get_trials()) == before  # refused before any trial

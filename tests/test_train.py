@@ -163,5 +163,11 @@ def test_loss_curve_of_a_short_run_has_a_point_per_iteration_and_shades_the_imba
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert len(lines["D loss (per iteration)"].get_xdata()) == 40 and ax.get_xlim()[0] == 0
     assert list(lines["logged means (the imbalance uses these)"].get_xdata()) == [40]
-    assert "imbalance window (last quarter of the log)" in ax.get_legend_handles_labels()[1]
+    # one logged mean is the whole run: no window to shade
+    assert "imbalance window (last quarter of the log)" not in ax.get_legend_handles_labels()[1]
     assert ax.get_title() == "trial 3: imbalance 0.500"
+    # eight logged means: the last two (a quarter) are the window, shaded from the third-last step
+    steps = [5 * i for i in range(1, 9)]
+    fig = loss_figure({"log_steps": steps, "d_losses": [0.3] * 8, "g_losses": [0.2] * 8, "imbalance": 0.5}, "trial 3", curve)
+    (span,) = [p for p in fig.axes[0].patches if p.get_label() == "imbalance window (last quarter of the log)"]
+    assert (span.get_x(), span.get_x() + span.get_width()) == (30, 40)
