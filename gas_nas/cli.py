@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import get_args
 
 from rich.console import Console
 from rich.table import Table
@@ -22,7 +23,7 @@ from rich.table import Table
 from gas_nas import __version__
 from gas_nas.errors import GasNasError
 from gas_nas.paths import check_output_dir, check_output_file
-from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS
+from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 MAX_TRIALS = 1_000_000
@@ -368,7 +369,7 @@ class Search(Command):
         _add_space(parser)
         _add_study(parser, "folder for each trial's sample grid and loss curves, recorded in the study for the dashboard (default: studies/artifacts)")
         _add_training(parser)
-        parser.add_argument("--sampler", choices=["tpe", "nsgaii", "random"], help="Optuna sampler (default: from YAML, tpe)")
+        parser.add_argument("--sampler", choices=get_args(SamplerName), help="Optuna sampler; gp: Gaussian process, for few trials (default: from YAML, tpe)")
         parser.add_argument("--strategy", choices=["optuna", "differentiable"], help="optuna: the sampler proposes every trial; differentiable: supernets propose them (default: from YAML, optuna)")
         parser.add_argument("--lambdas", type=lambda_list, metavar="A,B,C", help="differentiable: one supernet per size weight (default: from YAML, 0.0001,0.001,0.01)")
         parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")

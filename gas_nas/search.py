@@ -25,6 +25,7 @@ from gas_nas import guard as guard_rules
 from gas_nas.guard import Guard, absolute_guard, guard_mode, relative_guard
 from gas_nas.interrupt import Interrupted
 from gas_nas.record import INTERRUPTED, TrialRecord
+from gas_nas.samplers import make_sampler
 from gas_nas.space import SearchSpace, sample, sampled_params
 from gas_nas.spec import DiscriminatorSpec
 from gas_nas.storage import DEFAULT_ARTIFACTS, ParamBuffer, check_existing, error_line, open_storage, redact
@@ -68,19 +69,6 @@ class SearchOptions:
 def metric_names(space: SearchSpace) -> list[str]:
     names = ["d_size_mb", space.search.balance]
     return names + (["fid"] if space.search.quality_objective == "fid" else [])
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """TPE by default: Optuna 5's multi-objective default, and unlike NSGA-II it learns from
-    the enqueued paper cases from the first trial on; ~50 trials is too few for NSGA-II's
-    generations. constant_liar keeps parallel workers from sampling the same point."""
-    if name == "nsgaii":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate/group are "experimental" in Optuna; not the user's concern
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
 
 
 def open_study(space: SearchSpace, storage_url: str, study_name: str, *, seed: int = 0, sampler: str | None = None, teacher: dict | None = None) -> optuna.Study:

@@ -42,6 +42,7 @@ Norm = Literal["batch", "none", "spectral", "group"]
 Activation = Literal["relu", "leaky_relu"]
 Downsample = Literal["maxpool", "strided", "avgpool"]
 Output = Literal["sigmoid", "linear"]
+SamplerName = Literal["tpe", "gp", "nsgaii", "random"]  # gas_nas.samplers.SAMPLERS builds each
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,7 @@ class SearchConfig:
     size: Literal["param_mb", "peak_mb"] = "param_mb"
     balance: Literal["imbalance", "duality_gap"] = "imbalance"
     quality_objective: Literal["none", "fid"] = "none"
-    sampler: Literal["tpe", "nsgaii", "random", "gp"] = "tpe"
+    sampler: SamplerName = "tpe"
     cohort: Literal["auto"] | int = "auto"  # trials trained together in one process; auto: see train.auto_cohort
     heartbeat_interval: int = 10
     grace_period: int = 30
