@@ -456,7 +456,7 @@ class Search(Command):
             stop = StopRequest()
             opts = SearchOptions(
                 seed=seed, artifacts=artifacts, cohort=cohort, memory=memory, on_iteration=progress.on_iteration,
-                on_cohort_start=progress.on_cohort_start, should_stop=stop, callbacks=[progress],
+                on_cohort_start=progress.on_cohort_start, on_held=progress.on_held, should_stop=stop, callbacks=[progress],
             )
             workers = _start_workers(args, plan, storage, study_name, n_trials, seed)
             try:
@@ -552,34 +552,46 @@ def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: in
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
+    from gas_nas.confirmation import confirmations, trusted_front
     from gas_nas.progress import no_feasible_line
-    from gas_nas.search import case_trials, front, guard_line, proposal_trials, stored_guard, trial_row
+    from gas_nas.search import case_trials, guard_line, proposal_trials, stored_guard, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    best = front(study)
+    found = confirmations(study)
+    best = trusted_front(study, found)
     numbers = {t.number for t in best}
     proposals = proposal_trials(study)
-    rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) + proposals if t.number not in numbers]
+    refuted = [t for t in study.get_trials(deepcopy=False) if t.number in found and not found[t.number].kept]
+    rows = [trial_row(t, names, numbers) for t in best] + [trial_row(t, names, numbers) for t in case_trials(study) + proposals + refuted if t.number not in numbers]
+    rows = list({r["trial"]: r for r in rows}.values())  # a refuted paper case is listed once
+    for r in rows:
+        r["confirmed"] = found[r["trial"]].to_dict(names) if r["trial"] in found else None
     if as_json:
         guard = stored_guard(study)
         print(json.dumps({"study": study.study_name, "metrics": names, "guard": guard.to_dict() if guard else None,
                           "front": [r for r in rows if r["on_front"]], "cases": [r for r in rows if r["case"]],
-                          "proposals": [r for r in rows if r["origin"] and not r["case"]]}, indent=2))
+                          "proposals": [r for r in rows if r["origin"] and not r["case"]],
+                          "refuted": [r for r in rows if r["confirmed"] and not r["confirmed"]["kept"]]}, indent=2))
         return
-    table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*), the paper cases" + (" and the supernets' proposals" if proposals else ""))
+    table = Table(title=f"{study.study_name}: Pareto front of feasible trials (*), the paper cases" + (" and the supernets' proposals" if proposals else "")
+                  + (", trials refuted by their seeds" if refuted else ""))
     density = [(r["spec"] or {}).get("density", 1.0) for r in rows]
     sparse = any(d < 1 for d in density)  # a density column only where some trial is sparse
-    for col in ["trial", "case", *names, "fid", "classes", "D AUC", "params", *(["density"] if sparse else []), "feasible"]:
+    seeds = f"{names[1]} over seeds" if found and len(names) > 1 else None  # the confirmed mean ± sd beside the single-seed value
+    for col in ["trial", "case", *names, *([seeds] if seeds else []), "fid", "classes", "D AUC", "params", *(["density"] if sparse else []), "feasible"]:
         table.add_column(col, justify="left" if col == "case" else "right")  # case: the paper case, or the supernet that proposed the trial
     for r, d in zip(rows, density):
+        c = found.get(r["trial"])
         cells = [f"{r['trial']}{'*' if r['on_front'] else ''}", r["origin"]]
         cells += [f"{r[n]:.4g}" for n in names]
+        cells += [f"{c.mean(1):.3g} ± {c.spread(1):.2g}" if c else "-"] if seeds else []
         fid = r["fid"]
         auc = r["d_auc"]
         cells += [f"{fid:.1f}" if isinstance(fid, float) else str(fid), str(r["classes"]), f"{auc:.2f}" if isinstance(auc, float) and math.isfinite(auc) else "-",
                   f"{r['d_params']:,}" if r["d_params"] else "-"]
         cells += [f"{d:g}"] if sparse else []
-        cells.append("yes" if r["feasible"] else "no")
+        feasible = "yes" if r["feasible"] else "no"
+        cells.append(f"{feasible}; seeds {c.passes}/{len(c.seeds)}" + ("" if c.kept else " refuted") if c else feasible)
         table.add_row(*cells)
     if quiet and not console.is_terminal:
         for r in rows:
@@ -626,6 +638,7 @@ class Export(Command):
         parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     def run(self, args, console):
+        from gas_nas.confirmation import confirmations
         from gas_nas.record import TrialRecord
         from gas_nas.search import load_existing, pick_trial, trial_spec
         from gas_nas.spec import TrainConfig, save_arch
@@ -635,7 +648,8 @@ class Export(Command):
         storage = _storage(args)
         study = load_existing(storage, args.study)
         if args.pick:
-            trial = pick_trial(study, args.pick)
+            trial, used = pick_trial(study, args.pick)
+            console.print(f"--pick {args.pick}: trial {trial.number}, by {used}", soft_wrap=True, markup=False)
         else:
             match = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
             if not match:
@@ -657,9 +671,83 @@ class Export(Command):
             "objectives": dict(zip(names, trial.values or [])),
             "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "d_auc", "iterations", "seed", "cohort")} if m else {}) | {"feasible": record.feasible},
         }
+        confirmed = confirmations(study).get(trial.number)
+        if confirmed is not None:
+            meta["confirmed"] = confirmed.to_dict(names)  # the seeds' values; metrics stay the trial's own (train --arch rebuilds those)
         train = TrainConfig.from_dict(record.train) if record.train else None
         path = save_arch(args.output, spec, train, meta)
         console.print(f"wrote trial {trial.number} of {study.study_name!r} to {path}")
+        return 0
+
+
+def number_list(text: str) -> list[int]:
+    """`--trials N,M`: trial numbers, comma-separated."""
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated trial numbers, got {text!r}") from None
+    if any(n < 0 or n > MAX_TRIALS for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected trial numbers in 0..{MAX_TRIALS}, got {text!r}")
+    return numbers
+
+
+class Confirm(Command):
+    """Retrain the feasible front's trials (or --trials) with more seeds, so the front holds what
+    most seeds give; show, export and the dashboard then use the seeds' mean and spread."""
+
+    name = "confirm"
+
+    def add_arguments(self, parser):
+        _add_study(parser)
+        parser.add_argument("--trials", type=number_list, metavar="N,M", help="trials to confirm (default: the feasible front)")
+        parser.add_argument("--seeds", type=int_in(2, 20), default=3, metavar="N", help="seeds per trial in all, its own included (default: 3)")
+        parser.add_argument("--device", type=device_name, default="auto", metavar="auto|cpu|cuda|cuda:N", help="training device (default: auto)")
+        parser.add_argument("--data-dir", metavar="DIR", help="MNIST IDX files (default: $GAS_NAS_DATA, else download)")
+        parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="retrainings trained together (default: auto: 1 on a CPU)")
+        parser.add_argument("--quiet", action="store_true", help="no line per retraining")
+
+    def run(self, args, console):
+        from gas_nas.confirm import plan_confirm, queue, run_confirm
+        from gas_nas.confirmation import confirmations
+        from gas_nas.interrupt import Interrupted, StopRequest
+        from gas_nas.memory import available
+        from gas_nas.search import SearchOptions, load_existing, load_resources
+        from gas_nas.spec import QualityConfig
+        from gas_nas.train import auto_cohort
+
+        study = load_existing(_storage(args), args.study)
+        plan = plan_confirm(study, args.trials, args.seeds, QualityConfig())
+        device = _device(args.device)
+        _check_data(args)
+        teacher = _teacher(plan.train, device, args)
+        cohort = args.cohort if isinstance(args.cohort, int) else auto_cohort(device, plan.train, 1, teacher.module if teacher else None)
+        comp, todo = queue(study, plan)
+        if not args.quiet:
+            console.print(f"confirming {len(plan.trials)} trial(s) of {study.study_name!r} ({', '.join(str(t.number) for t in plan.trials)}) with {plan.seeds} seeds each "
+                          f"at {plan.train.iterations} iterations: {todo} retraining(s) to run; {plan.guard.describe()}", soft_wrap=True, markup=False)
+        res = load_resources(device, args.data_dir, teacher=teacher)
+        stop = StopRequest()
+        opts = SearchOptions(cohort=cohort, memory=available(device), should_stop=stop)
+        names = study.metric_names or []
+
+        def done(number, seed, record):
+            if args.quiet:
+                return
+            m = record.metrics
+            verdict = record.fail_reason or ("feasible" if record.feasible else f"infeasible: {record.infeasible_reason}")
+            console.print(f"trial {number} seed {seed}: " + (f"imbalance {m.imbalance:.4g}, FID {m.fid:.1f}, D AUC {m.d_auc:.2f}; " if m else "") + verdict, soft_wrap=True, markup=False)
+
+        try:
+            with stop:
+                run_confirm(study, plan, res, opts, on_done=done)
+        except (Interrupted, KeyboardInterrupt):
+            print(f"gas-nas: stopped by {stop.name or 'SIGINT'}; finished retrainings are kept, the running ones queued again. Resume with the same command", file=sys.stderr)
+            return stop.exit_code
+        found = confirmations(study)
+        for t in plan.trials:
+            c = found.get(t.number)
+            if c is not None:
+                console.print(f"trial {t.number}: {'kept' if c.kept else 'refuted'}; {c.describe(names)}", soft_wrap=True, markup=False)
         return 0
 
 
@@ -718,7 +806,7 @@ def _check_listen(host: str, port: int) -> bool:
 
 
 PIPE_WIDTH = 200  # rich lays out for 80 columns when stdout is no terminal and cuts table headers
-COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Dashboard]
+COMMANDS: list[type[Command]] = [Cases, Train, Search, Show, Export, Confirm, Dashboard]
 
 
 class _Parser(argparse.ArgumentParser):

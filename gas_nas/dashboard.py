@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gas_nas.confirmation import Confirmation, confirmations, trusted_front
 from gas_nas.record import TrialRecord
 from gas_nas.storage import write_study_system_attrs
 
@@ -120,9 +121,10 @@ def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     refresh_study_plot(study)
 
 
-def trial_note(trial: FrozenTrial, study_id: int | None = None) -> str:
-    """Markdown for the trial's page: case, verdict with reasons, what was measured, and (given
-    the study's id) its sample grid and loss curves at full size, read from its artifacts."""
+def trial_note(trial: FrozenTrial, study_id: int | None = None, confirmation: Confirmation | None = None, names: list[str] | None = None) -> str:
+    """Markdown for the trial's page: case, verdict with reasons, what was measured, its result
+    over several seeds once `gas-nas confirm` retrained it, and (given the study's id) its sample
+    grid and loss curves at full size, read from its artifacts."""
     r = TrialRecord.of(trial)
     m = r.metrics
     get = (lambda key: getattr(m, key)) if m else (lambda key: None)
@@ -146,6 +148,8 @@ def trial_note(trial: FrozenTrial, study_id: int | None = None) -> str:
         ("device", _join(get("device") or "-", f"on {get('machine')}" if get("machine") else "")),
     ]
     lines += ["", "| measured | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v != "-"]
+    if confirmation is not None:
+        lines += ["", _confirmed_words(confirmation, names or [])]
     if study_id is not None:
         lines += [""] + [f"![{words}](/artifacts/{study_id}/{trial._trial_id}/{artifact})" for words, artifact in _images(trial)]
     return "\n".join(lines) + "\n"
@@ -187,15 +191,25 @@ def case_words(case: str) -> str:
     return f"paper case {number} ({name})" if number.isdigit() and name else f"paper case {case}"
 
 
-def save_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
+def _confirmed_words(c: Confirmation, names: list[str]) -> str:
+    """The note's paragraph on a confirmed trial: kept or refuted, then mean ± spread per seed count."""
+    verdict = ("**Confirmed**" if c.kept else "**Refuted by its seeds**: off gas-nas's front") + f": feasible on {c.passes} of {len(c.seeds)} seeds ({', '.join(map(str, c.seeds))})"
+    return f"{verdict}; {c.describe(names)}."
+
+
+def save_trial_note(study: optuna.Study, trial: FrozenTrial, confirmation: Confirmation | None = None) -> None:
     """The trial's note where optuna-dashboard keeps notes (study system attributes: a version
     and the markdown in chunks), written at once. optuna-dashboard's `save_note` reads every
     system attribute of the study (every note and the study plot) to find the version, twice,
     which grows with the study; a just-finished trial's note is its first, version 1."""
-    from optuna_dashboard._note import note_ver_key, split_body
+    from optuna_dashboard._note import note_ver_key, save_note_with_version, split_body
 
-    note = trial_note(trial, study._study_id)
-    write_study_system_attrs(study._storage, study._study_id, {note_ver_key(trial._trial_id): 1, **split_body(note, trial._trial_id)})
+    note = trial_note(trial, study._study_id, confirmation, study.metric_names)
+    if confirmation is None:
+        write_study_system_attrs(study._storage, study._study_id, {note_ver_key(trial._trial_id): 1, **split_body(note, trial._trial_id)})
+        return
+    version = study._storage.get_study_system_attrs(study._study_id).get(note_ver_key(trial._trial_id), 0) + 1
+    save_note_with_version(study._storage, study._study_id, trial._trial_id, version, note)  # a rewrite: a new version, old chunks cleared
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -224,8 +238,8 @@ SAME_SPOT = 0.02  # trials closer than this (in decades on both log axes) share 
 
 def study_figure(study: optuna.Study):
     """Size against imbalance: feasible trials in colour, infeasible and failed ones grey, the
-    paper cases labelled inside the plot, the feasible Pareto front (Optuna's `best_trials`) as
-    a line. Trials on the same spot are counted ("x2") and listed together on hover; with no
+    paper cases labelled inside the plot, the feasible Pareto front (Optuna's `best_trials`, less
+    the trials `gas-nas confirm` refuted) as a line, confirmed trials' seed means with error bars. Trials on the same spot are counted ("x2") and listed together on hover; with no
     feasible trial the title and a note in the plot say so and name the closest trial."""
     import plotly.graph_objects as go
 
@@ -248,8 +262,19 @@ def study_figure(study: optuna.Study):
         fig.add_trace(go.Scatter(x=[p[1] for p in group], y=[p[2] for p in group], mode="markers", name=legend[label], legendgroup=label,
                                  marker=style[label], text=[spots[p[0].number][1] for p in group], hoverinfo="text",
                                  showlegend=bool(group) or label == "feasible"))
-    front = sorted(study.best_trials, key=lambda t: t.values[0])
-    fig.add_trace(go.Scatter(x=[t.values[0] for t in front], y=[t.values[1] for t in front], name="feasible Pareto front (Best Trials)",
+    found = confirmations(study)
+    front = trusted_front(study, found)
+    confirmed = [(n, c) for n, c in found.items() if math.isfinite(c.mean(0)) and c.mean(0) > 0 and c.mean(1) > 0]
+    fig.add_trace(go.Scatter(x=[c.mean(0) for _, c in confirmed], y=[c.mean(1) for _, c in confirmed], mode="markers",
+                             name="confirmed: mean ± standard deviation over its seeds (gas-nas confirm)", legendgroup="confirmed",
+                             marker=dict(symbol="line-ew-open", size=14, color="#2ca02c", line=dict(width=2)),
+                             error_y=dict(type="data", array=[_finite(c.spread(1)) for _, c in confirmed], color="#2ca02c", thickness=1.5, width=6),
+                             text=[f"trial {n}: {c.describe(names)}" + ("" if c.kept else "; refuted: off the front") for n, c in confirmed],
+                             hoverinfo="text", showlegend=bool(confirmed)))
+    refuted = [(t, x, y) for t, x, y in points if t.number in found and not found[t.number].kept]
+    fig.add_trace(go.Scatter(x=[p[1] for p in refuted], y=[p[2] for p in refuted], mode="markers", name="refuted: fails the guard on most of its seeds",
+                             marker=dict(symbol="x-thin-open", size=16, color="#d62728", line=dict(width=2)), hoverinfo="skip", showlegend=bool(refuted)))
+    fig.add_trace(go.Scatter(x=[t.values[0] for t in front], y=[t.values[1] for t in front], name="feasible Pareto front" + (", refuted trials left out" if refuted else " (Best Trials)"),
                              mode="lines+markers" if len(study.directions) == 2 else "markers", line=dict(color="#d62728"),
                              marker=dict(color="#d62728", size=14, symbol="circle-open"), hoverinfo="skip"))
     empty = no_feasible_text(study)
@@ -281,6 +306,10 @@ def study_figure(study: optuna.Study):
         hovermode="closest",
     )
     return fig
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 def no_feasible_text(study: optuna.Study) -> str | None:

@@ -40,6 +40,7 @@ class SearchProgress:
         self.console, self.total, self.quiet, self.until, self.clock, self.prior = console, total, quiet, until, clock, prior
         self.fancy = console.is_terminal and not quiet
         self.done = 0
+        self.held: set[int] = set()  # trials counted as run while their verdict waits for the guard
         self.spent = 0.0  # seconds of this process's finished trials (a cohort's wall time shared among its trials)
         self.left_trials = total or 0  # trials still to run, the running cohort's included (as of the last finished trial)
         self.cohort: list[tuple[int, str]] = []
@@ -115,21 +116,41 @@ class SearchProgress:
             return None if after else running
         return (running or 0.0) + per_trial * after
 
+    def on_held(self, study: optuna.Study, number: int, label: str, m) -> None:
+        """A trial trained while the relative guard waits for paper cases: counted as run now
+        (its verdict comes when the guard settles), so the bars and estimate move on."""
+        line = (f"trial {number}" + (f" ({label})" if label else "") + f": trained (FID {m.fid:.1f}, imbalance {m.imbalance:.3g}); "
+                "its verdict waits for the relative guard, settled when the paper cases finish")
+        self._count(study, number, m.seconds, line)
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after every finished trial."""
         if trial.state == TrialState.FAIL and TrialRecord.of(trial).fail_reason == INTERRUPTED:  # stopped, not finished: no estimate from it
             self.cohort = [c for c in self.cohort if c[0] != trial.number]
-            line = f"{trial_line(study, trial)} (not counted as run)"
-            if self.bars is not None:
-                self.bars.console.print(line, highlight=False, markup=False)
-            else:
-                print(line, flush=True)
+            self.held.discard(trial.number)
+            self._print(f"{trial_line(study, trial)} (not counted as run)")
             return
-        self.done += 1
+        if trial.number in self.held:  # counted when it was held: now only its verdict
+            self.held.discard(trial.number)
+            self._print(f"{trial_line(study, trial)} (guard settled)")
+            return
         m = TrialRecord.of(trial).metrics
-        seconds = m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0
+        self._count(study, trial.number, m.seconds if m else trial.duration.total_seconds() if trial.duration else 0.0, None, trial)
+
+    def _print(self, line: str) -> None:
+        if self.bars is not None:
+            self.bars.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
+
+    def _count(self, study: optuna.Study, number: int, seconds: float, line: str | None, trial: FrozenTrial | None = None) -> None:
+        """A trial this process ran: the estimate, the bars, and its line."""
+        if line is not None:
+            self.held.add(number)
+        self.done += 1
+        m = TrialRecord.of(trial).metrics if trial is not None else None
         self.spent += seconds
-        self.cohort = [c for c in self.cohort if c[0] != trial.number]
+        self.cohort = [c for c in self.cohort if c[0] != number]
         if not self.cohort:
             self.iterations = (0, 0)
             if self.bars is not None:
@@ -142,10 +163,10 @@ class SearchProgress:
         self.left_trials = left + len(self.cohort)  # the rest of the running cohort is still to come
         rest = f", about {human_time(self.spent / self.done * left)} left for {left} more" if left else ""
         share = f" (its share of a cohort of {m.cohort})" if m and m.cohort > 1 else ""
-        line = f"{trial_line(study, trial)}; took {human_time(seconds)}{share}{rest}"
+        line = f"{line or trial_line(study, trial)}; took {human_time(seconds)}{share}{rest}"
         if self.bars is not None:
             self.bars.console.print(line, highlight=False, markup=False)
-        elif not self.quiet or trial.state != TrialState.COMPLETE:
+        elif not self.quiet or (trial is not None and trial.state != TrialState.COMPLETE):
             print(line, flush=True)
 
     def _left(self, study: optuna.Study) -> int:

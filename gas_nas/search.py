@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.bookkeeping import PLOT_INTERVAL_S, AtomicFileStore, Recorder, StudyPlot
+from gas_nas.confirmation import COMPANION_SUFFIX, confirmations, trusted_front
 from gas_nas.dashboard import closest_infeasible, constraint_attrs, refresh_study_plot, save_trial_note
 from gas_nas.errors import GasNasError, StorageError
 from gas_nas import guard as guard_rules
@@ -60,6 +61,7 @@ class SearchOptions:
     on_iteration: Callable[[int, int], None] | None = None
     on_trial_start: Callable[[int, str], None] | None = None
     on_cohort_start: Callable[[list[tuple[int, str]]], None] | None = None  # (number, case) of each trial
+    on_held: Callable[[optuna.Study, int, str, Any], None] | None = None  # (study, number, label, metrics) of a trial whose verdict waits for the guard
     should_stop: Callable[[], bool] | None = None
     callbacks: list = field(default_factory=list)
     overlap: bool | None = None  # record a cohort while the next one trains; None: on CUDA only (on a CPU it would share the cores)
@@ -208,9 +210,10 @@ def load_existing(storage_url: str, study_name: str | None) -> optuna.Study:
     except Exception as exc:  # noqa: BLE001
         raise StorageError(f"cannot read studies from {redact(storage_url)}: {error_line(exc, storage_url)}") from None
     if study_name is None:
-        if len(names) != 1:
-            raise StorageError(f"{redact(storage_url)} holds {len(names)} studies ({', '.join(map(repr, names)) or 'none'}); pick one with --study")
-        study_name = names[0]
+        searches = [n for n in names if not n.endswith(COMPANION_SUFFIX)]  # a study's retrainings are not a study to pick
+        if len(searches) != 1:
+            raise StorageError(f"{redact(storage_url)} holds {len(searches)} studies ({', '.join(map(repr, searches)) or 'none'}); pick one with --study")
+        study_name = searches[0]
     if study_name not in names:
         raise StorageError(f"no study {study_name!r} in {redact(storage_url)}; it has: {', '.join(map(repr, names)) or 'no studies'}")
     return optuna.load_study(storage=storage, study_name=study_name)
@@ -519,7 +522,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
             opts.on_cohort_start([(t.number, TrialRecord.of(t).label) for t, _ in members])
         try:
             _check_stop(opts)
-            outcomes = _train(space, opts, run.resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
+            outcomes = train_specs(space, opts, run.resources, [s for _, s in members], [opts.seed + t.number for t, _ in members])
         except (Interrupted, KeyboardInterrupt):
             try:
                 run.recorder.drain()  # the previous cohort trained to the end: record it first
@@ -556,7 +559,7 @@ def _run_cohort(run: _Run, trials: list, heartbeat: Heartbeat) -> Callable[[], N
     return record
 
 
-def _train(space, opts, resources, specs, seeds) -> list:
+def train_specs(space, opts, resources, specs, seeds) -> list:
     """Outcomes of a cohort (a TrialOutcome, or the reason a trial failed). A cohort whose
     predicted peak exceeds `opts.memory` is split in halves before it is built, and a lone trial
     that still does not fit fails with the estimate (`gas_nas.memory`); a cohort that runs out
@@ -571,7 +574,7 @@ def _train(space, opts, resources, specs, seeds) -> list:
         if len(specs) == 1:
             return [too_big]
         half = len(specs) // 2
-        return _train(space, opts, resources, specs[:half], seeds[:half]) + _train(space, opts, resources, specs[half:], seeds[half:])
+        return train_specs(space, opts, resources, specs[:half], seeds[:half]) + train_specs(space, opts, resources, specs[half:], seeds[half:])
     try:
         return run_cohort(
             specs, seeds, space.train, space.quality, real=resources.real, held_out=resources.held_out,
@@ -583,7 +586,7 @@ def _train(space, opts, resources, specs, seeds) -> list:
             return ["CUDA out of memory"]
         torch.cuda.empty_cache()
         half = len(specs) // 2
-        return _train(space, opts, resources, specs[:half], seeds[:half]) + _train(space, opts, resources, specs[half:], seeds[half:])
+        return train_specs(space, opts, resources, specs[:half], seeds[:half]) + train_specs(space, opts, resources, specs[half:], seeds[half:])
     except MemoryError:
         return ["out of memory"] * len(specs)
     except RuntimeError as exc:
@@ -615,6 +618,8 @@ def _hold_or_tell(run: _Run, trial, trained: _Trained, heartbeat: Heartbeat) -> 
         TrialRecord(metrics=trained.metrics).write(trial)
         with run.lock:
             run.held.append((trial, trained, heartbeat))
+        if run.opts.on_held:
+            run.opts.on_held(run.study, trial.number, TrialRecord.of(trial).label, trained.metrics)
         return True
     _tell_outcome(run, trial, trained)
     run.count_untold(-1)
@@ -770,11 +775,15 @@ def trial_row(t: FrozenTrial, names: list[str], front_numbers: set[int]) -> dict
     return row
 
 
-def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
-    """smallest / balanced: ends of the feasible Pareto front; best-quality: lowest FID among feasible trials."""
-    candidates = front(study)
+def pick_trial(study: optuna.Study, pick: str) -> tuple[FrozenTrial, str]:
+    """smallest / balanced: ends of the feasible Pareto front (less the trials `gas-nas confirm`
+    refuted); best-quality: lowest FID among feasible trials. A confirmed trial is ranked by
+    its seeds' mean; the second value says which values decided."""
+    found = confirmations(study)
+    candidates = trusted_front(study, found)
     if pick == "best-quality":
-        candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if TrialRecord.of(t).feasible]
+        candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                      if TrialRecord.of(t).feasible and (t.number not in found or found[t.number].kept)]
     if not candidates:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
@@ -783,8 +792,19 @@ def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
         r = TrialRecord.of(best)
         raise GasNasError(f"study {study.study_name!r} has no feasible trial to pick from; the closest is trial {best.number}"
                           f"{f' [{r.label}]' if r.label else ''} ({r.infeasible_reason or 'no reason recorded'}): export it anyway with --trial {best.number}")
-    key = {"smallest": lambda t: t.values[0], "balanced": lambda t: t.values[1], "best-quality": lambda t: TrialRecord.of(t).metrics.fid}[pick]
-    return min(candidates, key=key)
+
+    def value(t: FrozenTrial) -> float:
+        c = found.get(t.number)
+        if pick == "best-quality":
+            return c.fid if c else TrialRecord.of(t).metrics.fid
+        i = 0 if pick == "smallest" else 1
+        return c.mean(i) if c else t.values[i]
+
+    chosen = min(candidates, key=value)
+    confirmed = [t.number for t in candidates if t.number in found]
+    if not confirmed:
+        return chosen, "single-seed values (no trial confirmed yet: gas-nas confirm)"
+    return chosen, f"the seeds' mean for confirmed trials ({', '.join(map(str, confirmed))}), single-seed values for the rest"
 
 
 def trial_spec(t: FrozenTrial) -> DiscriminatorSpec:

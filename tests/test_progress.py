@@ -124,6 +124,37 @@ def test_the_start_lines_estimate_leads_the_bars_until_a_trial_finishes_and_a_st
         assert progress.done == 0 and progress.per_trial() == 60.0
 
 
+def test_a_trial_held_for_the_relative_guard_counts_as_run_once():
+    """Under a relative guard the first trials wait for the paper cases before their verdict:
+    each is counted (bars, estimate, a line) when it has trained, and only its verdict is
+    printed when the guard settles, so the estimate moves on and nothing is counted twice."""
+    from io import StringIO
+
+    import optuna
+    from rich.console import Console
+
+    from gas_nas.progress import SearchProgress
+    from gas_nas.record import TrialRecord
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    clock = Clock()
+    console = Console(file=StringIO(), width=200, force_terminal=True, color_system=None)
+    with SearchProgress(console, total=6, clock=clock, prior=60.0) as progress:
+        progress.bars.stop()
+        progress.on_cohort_start([(0, "1 original")])
+        clock.now = 40.0
+        held = _finished_trial(study, 40.0)  # its metrics, as the search writes them before holding it
+        progress.on_held(study, 0, "1 original", TrialRecord.of(held).metrics)
+        line = console.file.getvalue().splitlines()[-1]
+        assert "trial 0 (1 original): trained (FID 50.0" in line and "waits for the relative guard" in line
+        assert "took 40 s, about 3 min left for 5 more" in line  # 5 trials of 40 s
+        assert progress.done == 1 and progress.left_seconds() == 200.0
+        progress(study, held)  # the guard settled: its verdict, not a second count
+        assert "(guard settled)" in console.file.getvalue().splitlines()[-1]
+        assert progress.done == 1 and progress.left_seconds() == 200.0
+
+
 def test_the_supernet_phase_has_one_labelled_estimate_for_all_its_supernets():
     from io import StringIO
 
