@@ -54,6 +54,7 @@ from gas_nas.train import TrialMetrics, TrialOutcome
 import gas_nas.train
 
 from gas_nas.guard import CONSTRAINT_NAMES as CONSTRAINTS
+from gas_nas.guard import constraints, violations
 
 
 def fake_metrics(seed: int, d_params: int, cohort: int, rng: torch.Generator) -> TrialMetrics:
@@ -90,9 +91,9 @@ def fill(study: optuna.Study, space, template: optuna.trial.FrozenTrial, count: 
     """Add `count` finished trials as this version of gas-nas stores them (record, constraints, note)."""
     for _ in range(count):
         m = fake_metrics(0, stub.d_params, 1, stub.rng)
-        reasons = m.violations(space.quality)
+        reasons = violations(m, space.quality)
         record = TrialRecord(spec=TrialRecord.of(template).spec, train=space.train.to_dict(), metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons))
-        values = list(m.constraints(space.quality))
+        values = list(constraints(m, space.quality).values())
         system = {f"constraints:{k}": v for k, v in zip(CONSTRAINTS, values)} | {"constraints": values}
         study.add_trial(optuna.trial.create_trial(
             values=[m.d_param_mb, m.imbalance], params=template.params, distributions=template.distributions,

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from gas_nas.cli import lambda_list, positive_int
 from gas_nas.evidence import command_line, write_results
+from gas_nas.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -94,7 +95,7 @@ def feasible_points(study, space) -> list[tuple[float, float, object]]:
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         m = TrialRecord.of(t).metrics
-        if m is not None and not m.violations(space.quality) and all(map(math.isfinite, t.values)):
+        if m is not None and not violations(m, space.quality) and all(map(math.isfinite, t.values)):
             out.append((t.values[0], t.values[1], t))
     return out
 
@@ -285,7 +286,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if t.number in proposed and t not in [p[2] for p in points["differentiable"]]]
     for t in infeasible:
         r = TrialRecord.of(t)
-        lines.append(f"| {t.number} | {by(t, r)} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(r.metrics.violations(space.quality)) if r.metrics else ''}) | | | | |")
+        lines.append(f"| {t.number} | {by(t, r)} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(violations(r.metrics, space.quality)) if r.metrics else ''}) | | | | |")
     lines += ["", "The outer objective's discriminator term, checked per supernet: the calibrated held-out L_D alpha minimises and the plain "
               "L_D of the same batches, means over the second half of its alpha steps, against a constant-0.5 discriminator; and "
               f"alphaGAN's best-response term (the final supernet against its generator trained {args.gap_steps} more steps against it, "

@@ -174,7 +174,7 @@ def write_page(space, old_runs: list, confirm_runs: list, study, env: str) -> No
               "New study: by the give-up rule's measurement (AUC or spread below the bound), and by the same loss criterion.", "",
               "| window | old study: losses at equilibrium | new study: D gave up (measured) | new study: losses at equilibrium |", "|---|---:|---:|---:|"]
     new = beyond_cases(study.get_trials(deepcopy=False)) if study is not None else []
-    from gas_nas.guard import gave_up
+    from gas_nas.guard import gave_up, violations
 
     for w in range(WINDOWS):
         o = [TrialRecord.of(t).metrics for t in old[w * WINDOW:(w + 1) * WINDOW]]
@@ -202,7 +202,7 @@ def write_page(space, old_runs: list, confirm_runs: list, study, env: str) -> No
                 f"base {s['base_filters']}, depth {s['depth']}, {s['norm']}, {s['activation']}, {s['downsample']}, density {s['density']:g}")
         lines.append(f"| {t.number} | {spec} | {t.values[0]:.4f} | {t.values[1]:.4f} | {m.fid:.1f} | {m.d_auc:.3f} | {m.d_spread:.2g} | {len(seeds)} | "
                      f"{pm(values('imbalance'), '.3f')} | {pm(values('fid'), '.1f')} | {pm(values('d_auc'), '.3f')} | "
-                     f"{sum(not x.violations(guard) for x in seeds)}/{len(seeds)} |")
+                     f"{sum(not violations(x, guard) for x in seeds)}/{len(seeds)} |")
         grid = trial_grid(study, t, FOLDER / "front")
         if grid:
             grids.append(f"![trial {t.number}]({grid})")

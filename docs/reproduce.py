@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 import platform
 import sys
 import time
@@ -33,6 +32,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gas_nas.cli import positive_int
+from gas_nas.paths import atomic_write
+from gas_nas.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -148,7 +149,7 @@ class CaseResult:
 
     def failures(self, quality) -> int:
         """Seeds whose samples fail the quality guard (or whose training diverged)."""
-        return sum(1 for m in self.runs if m.violations(quality))
+        return sum(1 for m in self.runs if violations(m, quality))
 
     def fails_guard(self, quality) -> bool:
         return self.failures(quality) * 2 > len(self.runs)  # a majority of seeds
@@ -412,7 +413,7 @@ def run_table(results: list[CaseResult], quality) -> list[str]:
     lines = ["| case | seed | imbalance | D loss | G loss | FID | classes | entropy | guard | minutes |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in results:
         for m in r.runs:
-            reasons = m.violations(quality)
+            reasons = violations(m, quality)
             lines.append(
                 f"| {r.name} | {m.seed} | {m.imbalance:.3f} | {m.d_loss:.3f} | {m.g_loss:.3f} | {m.fid:.1f} | {m.classes} | "
                 f"{m.entropy:.2f} | {'pass' if not reasons else 'fail: ' + '; '.join(reasons)} | {m.seconds / 60:.1f} |"
@@ -500,9 +501,8 @@ def write_page(path: Path, *, args, space, env: dict, results, search: dict | No
         "",
         *search_section(args, search),
     ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write("\n".join(lines) + "\n")
     return path
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gas_nas.cli import positive_int
 from gas_nas.evidence import command_line, mean_std, pm, write_results
+from gas_nas.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -108,7 +109,7 @@ def write_page(path: Path, args, space, rows: list[tuple[str, list]], env: str) 
     ]
     for name, ms in rows:
         size = f"{ms[0].d_param_mb:.3f}" if ms else "–"
-        passed = sum(1 for m in ms if not m.violations(q))
+        passed = sum(1 for m in ms if not violations(m, q))
         lines.append(f"| {name} | {size} | {len(ms)} | {pm([m.fid for m in ms], '.1f')} | {pm([m.classes for m in ms], '.1f')} | "
                      f"{pm([m.entropy for m in ms], '.2f')} | {pm([m.imbalance for m in ms], '.3f')} | {passed}/{len(ms)} |")
     lines += ["", "## What the numbers say", "",

@@ -14,15 +14,14 @@ left RUNNING for the heartbeat check to fail and retry (a kill).
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import BinaryIO, Callable
 
 from optuna.artifacts import FileSystemArtifactStore
+
+from gas_nas.paths import atomic_write
 
 PLOT_INTERVAL_S = 5.0  # the study plot is rebuilt at most this often during a search
 PLOT_SHARE = 0.05  # and takes at most this share of the search's time (a rebuild reads every trial)
@@ -102,14 +101,8 @@ class AtomicFileStore(FileSystemArtifactStore):
     (written beside it, then renamed), so no artifact a trial lists is ever cut short."""
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        path = Path(self._get_filepath(artifact_id))
-        part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        try:
-            with open(part, "wb") as f:
-                shutil.copyfileobj(content_body, f)
-            os.replace(part, path)
-        finally:
-            part.unlink(missing_ok=True)
+        with atomic_write(self._get_filepath(artifact_id), "wb") as f:
+            shutil.copyfileobj(content_body, f)
 
 
 __all__ = ["AtomicFileStore", "PLOT_INTERVAL_S", "Recorder", "StudyPlot"]

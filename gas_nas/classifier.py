@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from gas_nas.data import cache_root, load_mnist
 from gas_nas.errors import GasNasError
+from gas_nas.paths import atomic_write
 
 ENV_CACHE = "GAS_NAS_CACHE"
 VERSION = 1
@@ -149,17 +149,10 @@ def _load_checkpoint(path: Path, device: torch.device | str) -> MnistClassifier 
 
 
 def _save_atomic(model: MnistClassifier, accuracy: float, path: Path) -> None:
-    """Write to a temporary file and rename, so parallel trials never read half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Written whole (`atomic_write`), so parallel trials never read half a checkpoint."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"state_dict": state, "test_accuracy": float(accuracy), "version": VERSION}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save({"state_dict": state, "test_accuracy": float(accuracy), "version": VERSION}, f)
 
 
 def load_classifier(

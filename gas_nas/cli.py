@@ -259,6 +259,7 @@ class Train(Command):
         parser.add_argument("--json", action="store_true", help="print the metrics record as JSON")
 
     def run(self, args, console):
+        from gas_nas import guard as guard_rules
         from gas_nas.memory import available
         from gas_nas.report import save_trial
         from gas_nas.search import load_resources
@@ -298,7 +299,7 @@ class Train(Command):
                 if key.startswith("teacher") and value is None:
                     continue
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
-            reasons = m.violations(space.quality)
+            reasons = guard_rules.violations(m, space.quality)
             for i, reason in enumerate(reasons or ["pass"]):  # a row per reason: a long joined line would wrap right-aligned
                 table.add_row("quality guard" if i == 0 else "", reason if not reasons else f"fail: {reason}")
             console.print(table)

@@ -166,7 +166,7 @@ def _record(comp: optuna.Study, trial, spec: DiscriminatorSpec, plan: ConfirmPla
         comp.tell(trial, state=TrialState.FAIL)
         return record
     m: TrialMetrics = outcome.metrics
-    reasons = m.violations(plan.guard)
+    reasons = guard_rules.violations(m, plan.guard)
     record = TrialRecord(spec=spec.to_dict(), train=plan.train.to_dict(), metrics=m, feasible=not reasons and m.status == "complete",
                          infeasible_reason="; ".join(reasons), fail_reason=m.reason if m.status != "complete" else "")
     size = m.peak_mb if plan.size == "peak_mb" and m.peak_mb is not None else m.d_param_mb

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gas_nas.machine import cpu_model
+from gas_nas.paths import atomic_path, atomic_write
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 
@@ -136,11 +137,8 @@ def command_line(argv: list[str], drop: tuple[str, ...] = ("--max-runs",)) -> st
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that a kill leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=1, allow_nan=True) + "\n")
 
 
 def results_markers(script: str) -> tuple[str, str]:
@@ -160,10 +158,8 @@ def write_results(path: Path, block: str, script: str, title: str) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = f"# {title}\n\n{block}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(text)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -195,9 +191,8 @@ def store_run(folder: Path, run: Run, outcome, threads: int) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     grid, record_path = folder / f"{run.stem}.png", folder / f"{run.stem}.json"
-    tmp_grid = folder / f".{grid.name}.tmp.png"
-    save_grid(outcome.grid, tmp_grid)
-    os.replace(tmp_grid, grid)
+    with atomic_path(grid) as part:
+        save_grid(outcome.grid, part)
     record = {
         "key": run.key,
         "metrics": outcome.metrics.to_dict(),

@@ -22,12 +22,10 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gas_nas.results import TrialMetrics
 from gas_nas.spec import QualityConfig, TrainConfig
-
-if TYPE_CHECKING:
-    from gas_nas.results import TrialMetrics
 
 PAPER_ITERATIONS = TrainConfig().iterations  # the GAS budget, 2000
 PAPER_BAR = QualityConfig()  # its max_fid, min_classes and min_entropy: the absolute bar of the give-up rule

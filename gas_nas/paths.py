@@ -1,12 +1,18 @@
-"""Output paths checked before any work: a run must not train for an hour and then fail to write.
+"""Output paths: checked before any work (a run must not train for an hour and then fail to
+write), and written whole.
 
 Each check creates nothing; it says in one line why the path cannot be used, naming the flag.
+`atomic_path` / `atomic_write` are the one way gas-nas writes a file others may read meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from gas_nas.errors import GasNasError
 
@@ -54,3 +60,25 @@ def _check_parents(path: Path, flag: str) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise GasNasError(f"{flag} {path}: {parent} is not writable")
             return
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed over `path` when the block ends, so
+    a kill or a parallel reader sees the old file or the new one, never half of one. The name
+    is unique per process and thread (workers may write the same file); on an error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part{path.suffix}")  # the suffix: writers that pick a format by it
+    try:
+        yield part
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """`open(path, mode)` for writing, made atomic by `atomic_path`."""
+    with atomic_path(path) as part, open(part, mode) as f:
+        yield f

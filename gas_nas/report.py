@@ -11,7 +11,7 @@ from torchvision.utils import save_image
 
 from gas_nas import sparsity
 from gas_nas.spec import DiscriminatorSpec, TrainConfig, save_arch
-from gas_nas.train import TrialOutcome
+from gas_nas.results import TrialOutcome
 
 SAMPLES_PNG = "samples.png"
 LOSSES_PNG = "losses.png"

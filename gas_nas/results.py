@@ -1,4 +1,5 @@
-"""What one trial measured, as a dataclass that imports no torch.
+"""What one trial measured, as dataclasses that import no torch (rules about them, such as
+feasibility, live in gas_nas.guard).
 
 `gas-nas show` and `export`, the dashboard and progress lines read trials through
 `TrialRecord` (gas_nas.record), which builds a `TrialMetrics`; keeping it apart from the
@@ -10,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from gas_nas import guard as guard_rules
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 
 
 @dataclass
@@ -59,14 +63,16 @@ class TrialMetrics:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def violations(self, guard: Any) -> list[str]:
-        """Why the trial is infeasible under `guard` (a `gas_nas.guard.Guard` or a QualityConfig's
-        absolute bounds); empty: feasible. The rules are `gas_nas.guard`'s."""
-        return guard_rules.violations(self, guard)
 
-    def constraints(self, guard: Any) -> list[float]:
-        """Optuna constraint values in `gas_nas.guard.CONSTRAINT_NAMES` order, feasible when all are <= 0."""
-        return list(guard_rules.constraints(self, guard).values())
+@dataclass
+class TrialOutcome:
+    """A trained trial as the trainer returns it: what it measured, its models, its samples."""
+
+    metrics: TrialMetrics
+    generator: nn.Module
+    discriminator: nn.Module
+    grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
+    curve: dict = field(default_factory=dict)  # the plotted loss curve: steps, d_losses, g_losses (TrialHistory.curve_*)
 
 
-__all__ = ["TrialMetrics"]
+__all__ = ["TrialMetrics", "TrialOutcome"]

@@ -658,7 +658,7 @@ def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
     write, then tell: a COMPLETE trial always has its artifacts, record and constraints."""
     space, m = run.space, trained.metrics
     guard = run.settled()
-    reasons = m.violations(guard)
+    reasons = guard_rules.violations(m, guard)
     result = TrialRecord(metrics=m, feasible=not reasons, infeasible_reason="; ".join(reasons))
     if m.status != "complete":
         result.fail_reason, result.feasible = m.reason, False

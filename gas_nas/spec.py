@@ -293,7 +293,7 @@ class SearchConfig:
     grace_period: int = 30
     max_retries: int = 2
     strategy: Literal["optuna", "differentiable"] = "optuna"  # differentiable: supernets propose trials (gas_nas/differentiable.py)
-    lambdas: tuple[float, ...] = (0.0001, 0.001, 0.01)  # differentiable: one supernet per size weight (README: where from)
+    lambdas: tuple[float, ...] = (0.0001, 0.001, 0.01)  # differentiable: one supernet per size weight (docs/guide-differentiable.md: where from)
     derive: int = 1  # differentiable: trials per supernet, the most probable combinations
 
     def __post_init__(self) -> None:

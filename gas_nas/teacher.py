@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +25,7 @@ from torch import nn
 from gas_nas import sparsity
 from gas_nas.errors import GasNasError
 from gas_nas.metrics import param_count
+from gas_nas.paths import atomic_write
 from gas_nas.report import discriminator_from_checkpoint
 from gas_nas.recipes import get_recipe
 from gas_nas.spec import DiscriminatorSpec, TrainConfig
@@ -168,16 +167,9 @@ def _bar():
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    """Temporary file, then rename: parallel workers never read half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Written whole (`atomic_write`): parallel workers never read half a checkpoint."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def resolve_teacher(train: TrainConfig, device: torch.device | str = "cpu", data_dir: str | Path | None = None, *, say: Say = _stderr) -> Teacher | None:

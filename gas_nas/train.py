@@ -14,7 +14,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -26,26 +26,23 @@ from gas_nas.metrics import last_quarter_mean, param_count, sample_quality
 from gas_nas.models import FusedGenerator, build_discriminator, build_generator
 from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas import sparsity
-from gas_nas.results import TrialMetrics
+from gas_nas.results import TrialMetrics, TrialOutcome
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
-if TYPE_CHECKING:
-    from gas_nas.teacher import Teacher
+
+class Teacher(Protocol):
+    """What training reads of a frozen teacher (gas_nas.teacher.Teacher builds one)."""
+
+    module: nn.Module
+    sha256: str
+    params: int
+    mb: float
 
 GRID_SAMPLES = 64
 CPU_COHORT = 1  # benchmarks/search_speed.py on 2 CPU cores: cohorts of 2 and 4 were no faster (0.97x, 0.98x)
 CUDA_COHORT_MAX = 16  # the H100 reference: gains level off well before this many trials per kernel
 CUDA_MEMORY_HEADROOM = 4  # a sampled discriminator may need several times what paper case 1 does
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class TrialOutcome:
-    metrics: TrialMetrics
-    generator: nn.Module
-    discriminator: nn.Module
-    grid: torch.Tensor  # (64, 1, 28, 28) samples from fixed noise, in [-1, 1]
-    curve: dict = field(default_factory=dict)  # the plotted loss curve: steps, d_losses, g_losses (TrialHistory.curve_*)
 
 
 @dataclass

@@ -34,7 +34,7 @@ def mnist_dir() -> Path:
 def float64():
     """Exact-arithmetic stand-in for tests that compare trials across cohorts: in fp32, the
     cohort size changes which conv kernels run, and RMSprop's normalised steps amplify their
-    rounding differences (see README, Cohorts)."""
+    rounding differences (see docs/guide-cohorts.md)."""
     import torch
 
     torch.set_default_dtype(torch.float64)

@@ -13,7 +13,7 @@ import yaml
 from optuna.trial import TrialState
 
 from gas_nas.cli import main
-from gas_nas.confirm import SPARE, _claim, plan_confirm, queue, run_confirm
+from gas_nas.confirm import _claim, plan_confirm, queue, run_confirm
 from gas_nas.confirmation import CONFIRMS, SEED, SEED_STEP, companion, confirmations, extra_seeds, trusted_front
 from gas_nas.dashboard import constraint_attrs, study_figure, trial_note
 from gas_nas.errors import GasNasError

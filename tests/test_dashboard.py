@@ -14,6 +14,7 @@ from gas_nas.dashboard import PLOT_ID, after_trial, dashboard_app, set_constrain
 from gas_nas.record import TrialRecord
 from gas_nas.search import front
 from gas_nas.train import TrialMetrics
+from gas_nas.guard import violations
 
 # (size, imbalance, case, fid): fid > 100 fails the guard. Trial 1 dominates all others but is
 # infeasible: a constraint-blind front would be trial 1 alone; the feasible front is 0 and 2.
@@ -158,7 +159,7 @@ def test_guard_reasons_read_as_english():
 
     metrics = TrialMetrics(status="complete", reason="", iterations=40, d_params=1, d_param_mb=1.0, imbalance=1.0, d_loss=0.2, g_loss=0.2,
                            fid=50.0, classes=1, entropy=0.0, class_histogram=[64] + [0] * 9, classifier_accuracy=0.99, seconds=1.0, device="cpu", seed=0)
-    assert "1 digit found < 8" in metrics.violations(QualityConfig(min_classes=8))
+    assert "1 digit found < 8" in violations(metrics, QualityConfig(min_classes=8))
 
 
 def test_a_machine_without_plotly_still_searches_with_one_warning(tmp_path, monkeypatch, capsys):

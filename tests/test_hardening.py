@@ -338,3 +338,22 @@ def test_resource_failures_during_work_are_one_line(no_data, monkeypatch, error,
 
     monkeypatch.setattr(gas_nas.cases, "case_rows", fail)
     assert_refused(["cases"], fragment)
+
+
+def test_a_file_written_atomically_is_old_or_new_never_half(tmp_path):
+    """Every file others may read meanwhile (checkpoints, evidence records, artifacts, pages) is
+    written through `atomic_write`: an error mid-write keeps the old file and leaves no part file."""
+    from gas_nas.paths import atomic_path, atomic_write
+
+    target = tmp_path / "sub" / "record.json"
+    with atomic_write(target) as f:
+        f.write("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as f:
+            f.write("ne")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["record.json"]
+    with atomic_path(tmp_path / "grid.png") as part:
+        assert part.suffix == ".png" and part.parent == tmp_path  # beside it, with the suffix writers pick a format by
+        part.write_bytes(b"png")
+    assert (tmp_path / "grid.png").read_bytes() == b"png" and not part.exists()

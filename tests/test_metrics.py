@@ -15,6 +15,7 @@ from gas_nas.data import load_mnist
 from gas_nas.errors import GasNasError
 from gas_nas.metrics import SampleQuality, imbalance, param_count, param_mb, sample_quality
 from gas_nas.spec import QualityConfig
+from gas_nas.guard import violations
 
 N = 500
 
@@ -136,7 +137,7 @@ def guard_rejects(q: SampleQuality, cfg: QualityConfig) -> bool:
     m = TrialMetrics(status="complete", reason="", iterations=1, d_params=1, d_param_mb=0.0, imbalance=0.0, d_loss=0.25,
                      g_loss=0.125, fid=q.fid, classes=q.classes, entropy=q.entropy, class_histogram=q.histogram,
                      classifier_accuracy=1.0, seconds=0.0, device="cpu", seed=0)
-    return bool(m.violations(cfg))
+    return bool(violations(m, cfg))
 
 
 def test_the_guard_rejects_on_any_single_failing_criterion() -> None:

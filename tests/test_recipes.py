@@ -99,7 +99,7 @@ def test_a_space_that_only_flips_recipe_trains_the_other_recipe(tmp_path, built,
     check_trained_as(built, EXPECTED["dcgan"])
 
 
-SPARSE_DEFAULTS = {"sparse_mode": "dynamic", "sparse_regrow": "random", "sparse_interval": None}  # written for every trial (README)
+SPARSE_DEFAULTS = {"sparse_mode": "dynamic", "sparse_regrow": "random", "sparse_interval": None}  # written for every trial (docs/guide-recipes.md)
 
 
 def test_overrides_win_and_are_all_that_is_written(tmp_path, built, real):

@@ -18,6 +18,7 @@ from gas_nas.models import build_discriminator
 from gas_nas.space import load_space
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig, save_arch
 from gas_nas.train import run_trial, train_gan
+from gas_nas.guard import constraints, violations
 
 TINY = TrainConfig(iterations=4, batch_size=8, log_every=1)
 QUALITY = QualityConfig(n_samples=64, duality_gap_steps=2)
@@ -69,8 +70,8 @@ def test_absurd_learning_rate_ends_the_trial_with_a_reason(output, lr, mnist, mn
     outcome = run_trial(DiscriminatorSpec(base_filters=8, output=output), train, QUALITY, real=real, held_out=held_out, classifier=mnist_classifier)
     m = outcome.metrics
     assert m.status == "diverged" and "iteration" in m.reason and m.iterations < train.iterations
-    assert m.violations(QUALITY) and m.violations(QUALITY)[0].startswith("training diverged")
-    assert max(m.constraints(QUALITY)) > 0  # infeasible for Optuna
+    assert violations(m, QUALITY) and violations(m, QUALITY)[0].startswith("training diverged")
+    assert max(constraints(m, QUALITY).values()) > 0  # infeasible for Optuna
 
 
 def test_dcgan_recipe_trains_with_adam(mnist):

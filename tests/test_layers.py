@@ -1,0 +1,64 @@
+"""The direction of imports inside gas_nas: no circles, the CLI on top, and the training core
+(models, training, measurements, records) importing nothing of the study, the search or the UI,
+the way nanoGPT's model imports nothing from its training loop. Every import counts: function
+level and type-only ones too (a circle closed by a type-only import is still a circle)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import gas_nas
+
+PACKAGE = Path(gas_nas.__file__).parent
+CORE = {"models", "train", "metrics", "recipes", "sparsity", "spec", "results", "data", "balance", "discrimination", "graphs", "supernet", "guard"}
+ABOVE_CORE = {"cli", "search", "dashboard", "progress", "confirm", "confirmation", "differentiable", "workers", "bookkeeping", "settings", "storage", "record"}
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the gas_nas modules it imports anywhere in its source."""
+    graph = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gas_nas":
+                parts = node.module.split(".")
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("gas_nas.")}
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the modules along it, or None."""
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep in graph and dep not in state and (found := visit(dep, path + [dep])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_the_package_has_no_import_circle():
+    graph = imports()
+    assert {"cli", "train", "search", "guard", "results"} <= set(graph)  # the scan sees the package
+    assert cycle(graph) is None, " -> ".join(cycle(graph))
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # and would name one
+
+
+def test_imports_point_down():
+    graph = imports()
+    assert not [m for m, deps in graph.items() if "cli" in deps], "only the entry point may import gas_nas.cli"
+    upward = {m: sorted(graph[m] & ABOVE_CORE) for m in CORE if graph[m] & ABOVE_CORE}
+    assert not upward, f"the training core imports the study, search or UI layers: {upward}"
