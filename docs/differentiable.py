@@ -31,7 +31,7 @@ import math
 import sys
 from pathlib import Path
 
-from gas_nas.cli import lambda_list, positive_int
+from gas_nas.argtypes import lambda_list, positive_int
 from gas_nas.evidence import command_line, write_results
 from gas_nas.guard import violations
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from gas_nas.cli import positive_int
+from gas_nas.argtypes import positive_int
 from gas_nas.paths import atomic_write
 from gas_nas.guard import violations
 

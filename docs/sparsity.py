@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from gas_nas.cli import positive_int
+from gas_nas.argtypes import positive_int
 from gas_nas.evidence import command_line, mean_std, pm, write_results
 from gas_nas.guard import violations
 

@@ -40,7 +40,7 @@ TINY = {"seeds": 2, "iterations": 4, "batch_size": 8, "n_samples": 64, "timing_i
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from gas_nas.cli import positive_int
+    from gas_nas.argtypes import positive_int
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=positive_int, help="seeds per row (default 2)")

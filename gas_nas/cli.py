@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from gas_nas import __version__
+from gas_nas.argtypes import MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
 from gas_nas.errors import GasNasError
 from gas_nas.paths import check_output_dir, check_output_file
 from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
-MAX_TRIALS = 1_000_000
 MAX_JOBS = 64
 
 
@@ -118,75 +118,6 @@ def _storage(args: argparse.Namespace) -> str:
     from gas_nas.storage import DEFAULT_SQLITE
 
     return args.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
-
-
-def int_in(low: int, high: int):
-    """An argparse type for an integer in low..high (the range named in its error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {value}")
-        return value
-
-    return parse
-
-
-def study_name(text: str) -> str:
-    """Study names are echoed to terminals and stored: printable, non-empty, not huge."""
-    if not text.strip() or len(text) > 200 or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"expected 1 to 200 printable characters, got {text!r}")
-    return text
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def lambda_list(text: str) -> tuple[float, ...]:
-    """`--lambdas a,b,c`: size weights of the differentiable strategy, finite and >= 0."""
-    from gas_nas.errors import SpaceError
-    from gas_nas.spec import check_lambdas
-
-    try:
-        values = tuple(float(part) for part in text.split(","))
-        check_lambdas(values, "--lambdas")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, got {text!r}") from None
-    except SpaceError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--lambdas: ")) from None
-    return values
-
-
-def cohort_size(text: str):
-    """`--cohort`: `auto` or an integer in 1..MAX_COHORT."""
-    from gas_nas.spec import MAX_COHORT
-
-    if text == "auto":
-        return text
-    try:
-        return int_in(1, MAX_COHORT)(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}, or auto") from None
-
-
-def device_name(text: str) -> str:
-    """`--device`: auto, cpu, cuda or cuda:N (checked against the machine by `_device`)."""
-    from gas_nas.workers import parse_device
-
-    try:
-        return parse_device(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _device(name: str):
@@ -679,17 +610,6 @@ class Export(Command):
         path = save_arch(args.output, spec, train, meta)
         console.print(f"wrote trial {trial.number} of {study.study_name!r} to {path}")
         return 0
-
-
-def number_list(text: str) -> list[int]:
-    """`--trials N,M`: trial numbers, comma-separated."""
-    try:
-        numbers = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated trial numbers, got {text!r}") from None
-    if any(n < 0 or n > MAX_TRIALS for n in numbers):
-        raise argparse.ArgumentTypeError(f"expected trial numbers in 0..{MAX_TRIALS}, got {text!r}")
-    return numbers
 
 
 class Confirm(Command):

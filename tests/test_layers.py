@@ -62,3 +62,15 @@ def test_imports_point_down():
     assert not [m for m, deps in graph.items() if "cli" in deps], "only the entry point may import gas_nas.cli"
     upward = {m: sorted(graph[m] & ABOVE_CORE) for m in CORE if graph[m] & ABOVE_CORE}
     assert not upward, f"the training core imports the study, search or UI layers: {upward}"
+
+
+def test_scripts_use_the_library_not_the_cli_module():
+    """docs/*.py and benchmarks/*.py call gas-nas as a library (or run `gas-nas` as a user
+    would); none imports gas_nas.cli, which only parses flags and prints."""
+    root = PACKAGE.parent
+    scripts = sorted((root / "docs").glob("*.py")) + sorted((root / "benchmarks").glob("*.py"))
+    assert scripts
+    offenders = [str(p.relative_to(root)) for p in scripts
+                 if any(isinstance(n, ast.ImportFrom) and n.module == "gas_nas.cli" or isinstance(n, ast.Import) and any(a.name == "gas_nas.cli" for a in n.names)
+                        for n in ast.walk(ast.parse(p.read_text())))]
+    assert not offenders, offenders
