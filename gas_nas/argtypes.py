@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 MAX_TRIALS = 1_000_000
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 
 
 def int_in(low: int, high: int):

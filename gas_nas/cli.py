@@ -7,10 +7,8 @@ User errors (GasNasError) become one line on stderr and exit code 2, never a tra
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -21,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 
 from gas_nas import __version__
-from gas_nas.argtypes import MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
+from gas_nas import run
+from gas_nas.argtypes import MAX_SEED, MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
 from gas_nas.errors import GasNasError
 from gas_nas.paths import check_output_dir, check_output_file
 from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
 
-MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 MAX_JOBS = 64
 
 
@@ -113,70 +111,6 @@ def _add_study(parser: argparse.ArgumentParser, artifacts: str = argparse.SUPPRE
     parser.add_argument("--artifacts", metavar="DIR", default=None, help=artifacts)
 
 
-def _storage(args: argparse.Namespace) -> str:
-    """--storage, else $GAS_NAS_STORAGE (keeps a password off command lines and shell history)."""
-    from gas_nas.storage import DEFAULT_SQLITE
-
-    return args.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
-
-
-def _device(name: str):
-    """The torch device `--device` names; cuda:N also becomes the current CUDA device (streams and graphs use it)."""
-    import torch
-
-    if name.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise GasNasError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
-        index = int(name.partition(":")[2] or 0)
-        if index >= count:
-            raise GasNasError(f"--device {name}: this machine has {count} CUDA device{'s' if count > 1 else ''} (cuda:0..cuda:{count - 1})")
-        torch.cuda.set_device(index)
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
-def _preflight(specs: list, train, quality, device, have, *, data_loaded: bool) -> None:
-    """Refuse, in one line, a trial whose predicted peak does not fit what this process may use
-    (on a CPU the kernel's out-of-memory killer would end it without a message)."""
-    from gas_nas.memory import check
-
-    reason = check(specs, train, quality, device, have, data_loaded=data_loaded)
-    if reason:
-        raise GasNasError(reason)
-
-
-def _check_data(args: argparse.Namespace) -> None:
-    """MNIST is found (a named folder checked, the default cache downloaded into) before any
-    study is created or training starts."""
-    from gas_nas.data import resolve_data_dir
-
-    resolve_data_dir(args.data_dir)
-
-
-TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher"}
-
-
-def _train_config(args: argparse.Namespace, space, arch: str | None = None):
-    """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
-    from gas_nas.spec import resolve_train, train_section
-
-    layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
-    layers += [(flag, {key: getattr(args, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(args, key) is not None]
-    if args.teacher:  # recorded with the trials: absolute, as relative paths in files are resolved against the file
-        layers[-1] = ("--teacher", {"teacher": str(Path(args.teacher).expanduser().absolute())})
-    train, line = resolve_train(layers)
-    if args.iterations is not None:
-        train = dataclasses.replace(train, log_every=min(train.log_every, args.iterations))
-    return train, line
-
-
-def _teacher(train, device, args: argparse.Namespace):
-    """The teacher the recipe trains with (None without one), checked before any training."""
-    from gas_nas.teacher import resolve_teacher
-
-    return resolve_teacher(train, device, args.data_dir)
-
-
 class Train(Command):
     """Train one architecture YAML and write checkpoints, sample grid, loss curves and metrics."""
 
@@ -201,13 +135,13 @@ class Train(Command):
         check_output_dir(args.out, "--out")
         spec, _, meta = load_arch(args.arch)
         space = load_space(args.space)
-        train, line = _train_config(args, space, args.arch)
-        seed, seed_line = _train_seed(args, meta)
+        train, line = run.train_config(args, space, args.arch)
+        seed, seed_line = run.train_seed(args, meta)
         line += f"; {seed_line}"
-        device = _device(args.device)
-        _preflight([spec], train, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
-        _check_data(args)
-        res = load_resources(device, args.data_dir, teacher=_teacher(train, device, args))
+        device = run.torch_device(args.device)
+        run.check_memory([spec], train, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
+        run.check_data(args)
+        res = load_resources(device, args.data_dir, teacher=run.teacher_for(train, device, args))
         if args.json:  # stdout is the JSON record
             print(line, file=sys.stderr)
         else:
@@ -238,50 +172,6 @@ class Train(Command):
         return 0 if m.status == "complete" else 1
 
 
-# The flags a resume hint repeats: the study keeps its settings, and a resume that names them
-# again must name the same (gas_nas.settings); --space also gives the axes.
-RESUME_FLAGS = {"space": "--space", "recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher", "seed": "--seed"}
-
-
-def _study_settings(args: argparse.Namespace, space, storage: str, study_name: str, line: str):
-    """The space, base seed and training line this search runs with: a resumed study's stored
-    settings where this run names none (a named one that differs is refused, before any write);
-    and which setting parts the run named."""
-    from gas_nas.search import existing_study
-    from gas_nas.settings import StudySettings, apply, keep_settings
-    from gas_nas.spec import resolve_train
-
-    named = {part for part, given in (("train", args.space or any(getattr(args, k) is not None for k in TRAIN_FLAGS)),
-                                      ("quality", args.space), ("seed", args.seed is not None)) if given}
-    wanted = StudySettings(space.train, space.quality, args.seed if args.seed is not None else 0)
-    found = existing_study(storage, study_name)
-    if found is None:
-        return space, wanted.seed, line, named
-    kept = keep_settings(found, wanted, named)
-    if "train" not in named:
-        line = resolve_train([(f"study {study_name}", kept.train.to_dict())])[1]
-    return apply(space, kept), kept.seed, line, named
-
-
-def _train_seed(args: argparse.Namespace, meta: dict) -> tuple[int, str]:
-    """`--seed`, else the seed an exported trial trained with (validated as `--seed` is), else 0;
-    and a line saying which, with what a cohort-trained trial's retraining gives."""
-    if args.seed is not None:
-        return args.seed, f"seed {args.seed} (--seed)"
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    if "seed" not in metrics:
-        return 0, "seed 0 (default)"
-    seed = metrics["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise GasNasError(f"{args.arch}: metadata.metrics.seed: expected an integer 0..{MAX_SEED}, got {seed!r}")
-    line = f"seed {seed} (arch file: trial {meta.get('trial')}'s)"
-    cohort = metrics.get("cohort") or 1
-    if isinstance(cohort, int) and cohort > 1:
-        line += (f"; that trial trained in a cohort of {cohort}, whose fused fp32 kernels round differently from a trial alone: "
-                 "expect the same architecture, budget and seed, not bit-identical numbers")
-    return seed, line
-
-
 def _iteration_bar(console: Console, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -309,66 +199,29 @@ class Search(Command):
 
     def run(self, args, console):
         import optuna
-        import torch
 
         from gas_nas.interrupt import Interrupted, StopRequest
-        from gas_nas.memory import available
         from gas_nas.progress import SearchProgress, slow_search_hint, study_status
-        from gas_nas.search import SearchOptions, cases_to_settle, guard_line, load_resources, open_study, record_artifacts, run_search
-        from gas_nas.settings import StudySettings, keep_settings
-        from gas_nas.space import load_space
-        from gas_nas.storage import DEFAULT_ARTIFACTS, check_openable, redact
-        from gas_nas.train import auto_cohort
-        from gas_nas.workers import divide
+        from gas_nas.search import SearchOptions, cases_to_settle, guard_line, run_search
+        from gas_nas.storage import redact
 
-        artifacts = str(check_output_dir(args.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
-        space = load_space(args.space)
-        train, line = _train_config(args, space)
-        search = {k: v for k, v in (("strategy", args.strategy), ("lambdas", args.lambdas)) if v is not None}
-        space = dataclasses.replace(space, train=train, search=dataclasses.replace(space.search, **search))
-        differentiable = space.search.strategy == "differentiable"
-        if differentiable:
-            from gas_nas.differentiable import fixed_line
-
-            supernet_line = fixed_line(space)  # a space the supernet cannot represent: one line, before any work
-            if args.jobs > 1 or args.until:
-                raise GasNasError("--strategy differentiable runs its supernets in one process: drop --jobs and --until")
-        n_trials = args.trials if args.trials or args.until else 50
-        storage = _storage(args)
-        study_name = args.study or space.name
-        if args.jobs > 1 and storage.startswith("sqlite"):
-            raise GasNasError(f"--jobs {args.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
-        plan = divide(args.jobs, _device(args.device))
-        device = torch.device(plan[0].device)
-        check_openable(storage)  # the storage is named first: a bad URL says so even without MNIST
-        _check_data(args)
-        space, seed, line, named = _study_settings(args, space, storage, study_name, line)
-        teacher = _teacher(space.train, device, args)
-        setting = args.cohort or space.search.cohort
-        cohort = auto_cohort(device, space.train, plan[0].memory_share, teacher.module if teacher else None) if setting == "auto" else setting
-        optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
-        study = open_study(space, storage, study_name, seed=seed, sampler=args.sampler, teacher=teacher.identity() if teacher else None)
-        keep_settings(study, StudySettings(space.train, space.quality, seed), named)  # a new study stores them
-        record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
-        res = load_resources(device, args.data_dir, teacher=teacher)
-        memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
-        where = f" --storage {redact(storage)}" if args.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
-        resume = f"gas-nas search{where} --study {study_name}" + "".join(f" {flag} {getattr(args, key)}" for key, flag in RESUME_FLAGS.items() if getattr(args, key) is not None)
+        ready = run.prepare_search(args)
+        space, study, storage, study_name, device, plan, res, memory, seed = (
+            ready.space, ready.study, ready.storage, ready.study_name, ready.device, ready.plan, ready.res, ready.memory, ready.seed)
+        n_trials, resume, differentiable = ready.n_trials, ready.resume, ready.differentiable
         if not args.quiet:
-            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
-            console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {cohort}" + (" (auto)" if setting == "auto" else ""))
+            console.print(ready.train_line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
+            console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {ready.cohort}" + (" (auto)" if ready.cohort_auto else ""))
             console.print(guard_line(study, space), soft_wrap=True, markup=False)
             if memory is not None:
                 console.print(f"memory: {memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails", soft_wrap=True, markup=False)
             if len(plan) > 1:
                 console.print(f"{len(plan)} workers:" + "".join(f"\n  {w.describe()}" for w in plan), markup=False)
-        resume += " --strategy differentiable" if differentiable else ""
-        resume += f" --lambdas {','.join(f'{v:g}' for v in args.lambdas)}" if args.lambdas else ""
         if differentiable:
             stop = StopRequest()
             try:
                 with stop:
-                    waiting = _propose(console, args, space, study, res, stop, supernet_line, seed)
+                    waiting = _propose(console, args, space, study, res, stop, ready.supernet_line, seed)
             except (Interrupted, KeyboardInterrupt):
                 print(f"gas-nas: stopped by {stop.name or 'SIGINT'} during the supernet phase; no trial was running, finished supernets' trials are queued. Resume with: {resume}", file=sys.stderr)
                 return stop.exit_code
@@ -381,16 +234,16 @@ class Search(Command):
             n_trials = cases_to_settle(study, space)
             if not args.quiet:
                 console.print(f"the relative guard is settled by the paper cases, so this run trains all {n_trials} of them first")
-        prior = None if args.quiet else _trial_seconds(space, res, device)
+        prior = None if args.quiet else run.trial_seconds(space, res, device)
         if prior is not None:
             console.print(slow_search_hint(prior, max(args.until - complete, 0) if args.until else n_trials, space.train.iterations))
         with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until, prior=prior) as progress:
             stop = StopRequest()
             opts = SearchOptions(
-                seed=seed, artifacts=artifacts, cohort=cohort, memory=memory, on_iteration=progress.on_iteration,
+                seed=seed, artifacts=ready.artifacts, cohort=ready.cohort, memory=memory, on_iteration=progress.on_iteration,
                 on_cohort_start=progress.on_cohort_start, on_held=progress.on_held, should_stop=stop, callbacks=[progress],
             )
-            workers = _start_workers(args, plan, storage, study_name, n_trials, seed)
+            workers = run.start_workers(args, plan, storage, study_name, n_trials, seed)
             try:
                 with stop:
                     run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
@@ -451,36 +304,6 @@ def _short(spec) -> str:
     """A discriminator in the words of the mixed axes."""
     layer = ("depthwise-separable" if spec.conv == "depthwise_separable" else "standard") + (" inception" if spec.inception else "")
     return f"{layer}, {spec.downsample}, base {spec.base_filters}, depth {spec.depth}"
-
-
-def _trial_seconds(space, res, device) -> float | None:
-    """On a CPU, a trial's seconds timed from a few iterations of the first paper case: the start
-    line's figure and the bars' until a trial has finished (None on CUDA: warm-up and graph
-    capture make a few iterations say little)."""
-    from gas_nas.spec import DiscriminatorSpec
-    from gas_nas.train import seconds_per_trial
-
-    if device.type != "cpu":
-        return None
-    spec = space.cases[0].spec if space.cases else DiscriminatorSpec()
-    teacher = res.teacher.module if res.teacher is not None else None
-    return seconds_per_trial(spec, space.train, res.real, teacher=teacher) or None
-
-
-def _start_workers(args, plan: list, storage: str, study_name: str, n_trials: int | None, seed: int) -> list:
-    """`--jobs K`: K-1 more `gas-nas search` processes on the same study, each with its share of the machine."""
-    from gas_nas.workers import start
-
-    if len(plan) < 2:
-        return []
-    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(seed), "--quiet"]
-    cmd += ["--until", str(args.until)] if args.until else ["--trials", str(n_trials)]
-    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--iterations", args.iterations), ("--batch-size", args.batch_size), ("--teacher", args.teacher),
-                        ("--data-dir", args.data_dir), ("--sampler", args.sampler), ("--artifacts", args.artifacts), ("--cohort", args.cohort)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    env = {**os.environ, "GAS_NAS_STORAGE": storage}  # not in argv, where `ps` would show a password
-    return start(plan, cmd, env)
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
@@ -551,7 +374,7 @@ class Show(Command):
     def run(self, args, console):
         from gas_nas.search import load_existing
 
-        study = load_existing(_storage(args), args.study)
+        study = load_existing(run.storage_url(args), args.study)
         _print_front(console, study, as_json=args.json)
         return 0
 
@@ -577,7 +400,7 @@ class Export(Command):
         from gas_nas.storage import redact
 
         check_output_file(args.output, "--output", force=args.force)
-        storage = _storage(args)
+        storage = run.storage_url(args)
         study = load_existing(storage, args.study)
         if args.pick:
             trial, used = pick_trial(study, args.pick)
@@ -636,11 +459,11 @@ class Confirm(Command):
         from gas_nas.spec import QualityConfig
         from gas_nas.train import auto_cohort
 
-        study = load_existing(_storage(args), args.study)
+        study = load_existing(run.storage_url(args), args.study)
         plan = plan_confirm(study, args.trials, args.seeds, QualityConfig())
-        device = _device(args.device)
-        _check_data(args)
-        teacher = _teacher(plan.train, device, args)
+        device = run.torch_device(args.device)
+        run.check_data(args)
+        teacher = run.teacher_for(plan.train, device, args)
         cohort = args.cohort if isinstance(args.cohort, int) else auto_cohort(device, plan.train, 1, teacher.module if teacher else None)
         comp, todo = queue(study, plan)
         if not args.quiet:
@@ -689,7 +512,7 @@ class Dashboard(Command):
         from gas_nas.dashboard import serve
         from gas_nas.search import artifacts_problem, find_artifacts, load_existing
 
-        storage = _storage(args)
+        storage = run.storage_url(args)
         study = load_existing(storage, args.study)
         loopback = _check_listen(args.host, args.port)
         artifacts, source = find_artifacts(study, storage, args.artifacts)  # read-only: never created

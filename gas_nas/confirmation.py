@@ -81,8 +81,9 @@ def companion_name(study: optuna.Study) -> str:
 def companion(study: optuna.Study, create: bool = False) -> optuna.Study | None:
     """The study's companion of retrainings (None when it has none and `create` is False)."""
     name = companion_name(study)
-    if not create and name not in {s.study_name for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)}:
-        return None
+    if not create:  # read only (show, export, the dashboard): never a write, not even a refused one
+        exists = name in {s.study_name for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)}
+        return optuna.load_study(study_name=name, storage=study._storage) if exists else None
     return optuna.create_study(storage=study._storage, study_name=name, directions=study.directions, load_if_exists=True)
 
 

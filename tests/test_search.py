@@ -278,7 +278,7 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
     import torch
 
     import gas_nas.train
-    from gas_nas.search import Resources, SearchOptions, _train
+    from gas_nas.search import Resources, SearchOptions, train_specs
 
     sizes = []
 
@@ -290,7 +290,7 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
 
     monkeypatch.setattr(gas_nas.train, "run_cohort", fake_run_cohort)
     space = load_space()
-    out = _train(space, SearchOptions(), Resources(real=None, held_out=None, classifier=None), [space.cases[0].spec] * 4, [10, 11, 12, 13])
+    out = train_specs(space, SearchOptions(), Resources(real=None, held_out=None, classifier=None), [space.cases[0].spec] * 4, [10, 11, 12, 13])
     assert out == ["trained 10", "trained 11", "trained 12", "CUDA out of memory"]
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
 
@@ -302,7 +302,7 @@ def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too
 
     import gas_nas.train
     from gas_nas.memory import MB, Available, estimate
-    from gas_nas.search import Resources, SearchOptions, _train
+    from gas_nas.search import Resources, SearchOptions, train_specs
 
     built = []
 
@@ -315,7 +315,7 @@ def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too
     small, huge = space.cases[5].spec, DiscriminatorSpec(base_filters=1024, depth=5)
     budget = Available(estimate([small] * 2, space.train, space.quality).peak + MB, "test")
     resources = Resources(real=torch.empty(0), held_out=None, classifier=None)
-    out = _train(space, SearchOptions(memory=budget), resources, [small] * 4 + [huge], [10, 11, 12, 13, 14])
+    out = train_specs(space, SearchOptions(memory=budget), resources, [small] * 4 + [huge], [10, 11, 12, 13, 14])
     assert out[:4] == ["trained 10", "trained 11", "trained 12", "trained 13"]
     assert out[4].startswith("not enough memory: this trial needs at least") and "available (test)" in out[4]
     assert built == [[10, 11], [12], [13]]  # 5 = 2 + 3, 3 = 1 + 2, 2 = 1 + 1: the huge one is never built

@@ -1,0 +1,261 @@
+"""The library layer under the CLI: what a run of `search` or `train` needs before any trial,
+each check one line (a GasNasError) before anything is created or trained.
+
+Functions take a request: any object with the CLI's attribute names (`argparse.Namespace`, or
+`SearchRequest` for scripts), so the CLI only parses flags and prints, and docs scripts and
+benchmarks build the same runs without importing gas_nas.cli.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gas_nas.argtypes import MAX_SEED
+from gas_nas.errors import GasNasError
+
+
+@dataclass
+class SearchRequest:
+    """A search as a user asks for it, in the CLI's words (None: the space's or study's value)."""
+
+    space: str | None = None
+    storage: str | None = None  # None: $GAS_NAS_STORAGE, else sqlite:///studies/gas.db
+    study: str | None = None
+    artifacts: str | None = None
+    recipe: str | None = None
+    iterations: int | None = None
+    batch_size: int | None = None
+    teacher: str | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    seed: int | None = None
+    sampler: str | None = None
+    strategy: str | None = None
+    lambdas: tuple[float, ...] | None = None
+    cohort: Any = None  # an int, or "auto"
+    trials: int | None = None
+    until: int | None = None
+    jobs: int = 1
+    quiet: bool = False
+
+
+TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher"}
+
+
+# The flags a resume hint repeats: the study keeps its settings, and a resume that names them
+# again must name the same (gas_nas.settings); --space also gives the axes.
+RESUME_FLAGS = {"space": "--space", "recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher", "seed": "--seed"}
+
+
+def storage_url(req: Any) -> str:
+    """--storage, else $GAS_NAS_STORAGE (keeps a password off command lines and shell history)."""
+    from gas_nas.storage import DEFAULT_SQLITE
+
+    return req.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
+
+
+def torch_device(name: str):
+    """The torch device `--device` names; cuda:N also becomes the current CUDA device (streams and graphs use it)."""
+    import torch
+
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise GasNasError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise GasNasError(f"--device {name}: this machine has {count} CUDA device{'s' if count > 1 else ''} (cuda:0..cuda:{count - 1})")
+        torch.cuda.set_device(index)
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def check_memory(specs: list, train, quality, device, have, *, data_loaded: bool) -> None:
+    """Refuse, in one line, a trial whose predicted peak does not fit what this process may use
+    (on a CPU the kernel's out-of-memory killer would end it without a message)."""
+    from gas_nas.memory import check
+
+    reason = check(specs, train, quality, device, have, data_loaded=data_loaded)
+    if reason:
+        raise GasNasError(reason)
+
+
+def check_data(req: Any) -> None:
+    """MNIST is found (a named folder checked, the default cache downloaded into) before any
+    study is created or training starts."""
+    from gas_nas.data import resolve_data_dir
+
+    resolve_data_dir(req.data_dir)
+
+
+def train_config(req: Any, space, arch: str | None = None):
+    """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
+    from gas_nas.spec import resolve_train, train_section
+
+    layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
+    layers += [(flag, {key: getattr(req, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(req, key) is not None]
+    if req.teacher:  # recorded with the trials: absolute, as relative paths in files are resolved against the file
+        layers[-1] = ("--teacher", {"teacher": str(Path(req.teacher).expanduser().absolute())})
+    train, line = resolve_train(layers)
+    if req.iterations is not None:
+        train = dataclasses.replace(train, log_every=min(train.log_every, req.iterations))
+    return train, line
+
+
+def teacher_for(train, device, req: Any):
+    """The teacher the recipe trains with (None without one), checked before any training."""
+    from gas_nas.teacher import resolve_teacher
+
+    return resolve_teacher(train, device, req.data_dir)
+
+
+def study_settings(req: Any, space, storage: str, study_name: str, line: str):
+    """The space, base seed and training line this search runs with: a resumed study's stored
+    settings where this run names none (a named one that differs is refused, before any write);
+    and which setting parts the run named."""
+    from gas_nas.search import existing_study
+    from gas_nas.settings import StudySettings, apply, keep_settings
+    from gas_nas.spec import resolve_train
+
+    named = {part for part, given in (("train", req.space or any(getattr(req, k) is not None for k in TRAIN_FLAGS)),
+                                      ("quality", req.space), ("seed", req.seed is not None)) if given}
+    wanted = StudySettings(space.train, space.quality, req.seed if req.seed is not None else 0)
+    found = existing_study(storage, study_name)
+    if found is None:
+        return space, wanted.seed, line, named
+    kept = keep_settings(found, wanted, named)
+    if "train" not in named:
+        line = resolve_train([(f"study {study_name}", kept.train.to_dict())])[1]
+    return apply(space, kept), kept.seed, line, named
+
+
+def train_seed(req: Any, meta: dict) -> tuple[int, str]:
+    """`--seed`, else the seed an exported trial trained with (validated as `--seed` is), else 0;
+    and a line saying which, with what a cohort-trained trial's retraining gives."""
+    if req.seed is not None:
+        return req.seed, f"seed {req.seed} (--seed)"
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    if "seed" not in metrics:
+        return 0, "seed 0 (default)"
+    seed = metrics["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise GasNasError(f"{req.arch}: metadata.metrics.seed: expected an integer 0..{MAX_SEED}, got {seed!r}")
+    line = f"seed {seed} (arch file: trial {meta.get('trial')}'s)"
+    cohort = metrics.get("cohort") or 1
+    if isinstance(cohort, int) and cohort > 1:
+        line += (f"; that trial trained in a cohort of {cohort}, whose fused fp32 kernels round differently from a trial alone: "
+                 "expect the same architecture, budget and seed, not bit-identical numbers")
+    return seed, line
+
+
+def trial_seconds(space, res, device) -> float | None:
+    """On a CPU, a trial's seconds timed from a few iterations of the first paper case: the start
+    line's figure and the bars' until a trial has finished (None on CUDA: warm-up and graph
+    capture make a few iterations say little)."""
+    from gas_nas.spec import DiscriminatorSpec
+    from gas_nas.train import seconds_per_trial
+
+    if device.type != "cpu":
+        return None
+    spec = space.cases[0].spec if space.cases else DiscriminatorSpec()
+    teacher = res.teacher.module if res.teacher is not None else None
+    return seconds_per_trial(spec, space.train, res.real, teacher=teacher) or None
+
+
+def start_workers(req, plan: list, storage: str, study_name: str, n_trials: int | None, seed: int) -> list:
+    """`--jobs K`: K-1 more `gas-nas search` processes on the same study, each with its share of the machine."""
+    from gas_nas.workers import start
+
+    if len(plan) < 2:
+        return []
+    cmd = [sys.executable, "-m", "gas_nas.cli", "search", "--study", study_name, "--seed", str(seed), "--quiet"]
+    cmd += ["--until", str(req.until)] if req.until else ["--trials", str(n_trials)]
+    for flag, value in (("--space", req.space), ("--recipe", req.recipe), ("--iterations", req.iterations), ("--batch-size", req.batch_size), ("--teacher", req.teacher),
+                        ("--data-dir", req.data_dir), ("--sampler", req.sampler), ("--artifacts", req.artifacts), ("--cohort", req.cohort)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    env = {**os.environ, "GAS_NAS_STORAGE": storage}  # not in argv, where `ps` would show a password
+    return start(plan, cmd, env)
+
+
+@dataclass
+class PreparedSearch:
+    """A search ready to run: every input checked, the study opened (created with its paper cases
+    and settings, or resumed with its own), MNIST and the classifier loaded, memory measured."""
+
+    space: Any
+    study: Any
+    storage: str
+    study_name: str
+    device: Any
+    plan: list  # gas_nas.workers.Worker: this process first
+    res: Any  # gas_nas.search.Resources
+    memory: Any
+    seed: int
+    cohort: int
+    cohort_auto: bool
+    n_trials: int | None
+    artifacts: str
+    train_line: str  # which training keys came from where
+    resume: str  # the command that continues this study the same way
+    differentiable: bool
+    supernet_line: str = ""
+
+
+def prepare_search(req: Any) -> PreparedSearch:
+    """Everything before the first trial, in the order that refuses bad input before any write:
+    paths, space, flags, storage, MNIST, the study's settings, the teacher; then the study."""
+    import optuna
+    import torch
+
+    from gas_nas.memory import available
+    from gas_nas.paths import check_output_dir
+    from gas_nas.search import load_resources, open_study, record_artifacts
+    from gas_nas.settings import StudySettings, keep_settings
+    from gas_nas.space import load_space
+    from gas_nas.storage import DEFAULT_ARTIFACTS, check_openable, redact
+    from gas_nas.train import auto_cohort
+    from gas_nas.workers import divide
+
+    supernet_line = ""
+    artifacts = str(check_output_dir(req.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
+    space = load_space(req.space)
+    train, line = train_config(req, space)
+    search = {k: v for k, v in (("strategy", req.strategy), ("lambdas", req.lambdas)) if v is not None}
+    space = dataclasses.replace(space, train=train, search=dataclasses.replace(space.search, **search))
+    differentiable = space.search.strategy == "differentiable"
+    if differentiable:
+        from gas_nas.differentiable import fixed_line
+
+        supernet_line = fixed_line(space)  # a space the supernet cannot represent: one line, before any work
+        if req.jobs > 1 or req.until:
+            raise GasNasError("--strategy differentiable runs its supernets in one process: drop --jobs and --until")
+    n_trials = req.trials if req.trials or req.until else 50
+    storage = storage_url(req)
+    study_name = req.study or space.name
+    if req.jobs > 1 and storage.startswith("sqlite"):
+        raise GasNasError(f"--jobs {req.jobs} needs a storage several processes can share: use --storage journal:studies/gas.journal (one machine) or postgresql://USER:PASSWORD@HOST/DB, not SQLite")
+    plan = divide(req.jobs, torch_device(req.device))
+    device = torch.device(plan[0].device)
+    check_openable(storage)  # the storage is named first: a bad URL says so even without MNIST
+    check_data(req)
+    space, seed, line, named = study_settings(req, space, storage, study_name, line)
+    teacher = teacher_for(space.train, device, req)
+    setting = req.cohort or space.search.cohort
+    cohort = auto_cohort(device, space.train, plan[0].memory_share, teacher.module if teacher else None) if setting == "auto" else setting
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
+    study = open_study(space, storage, study_name, seed=seed, sampler=req.sampler, teacher=teacher.identity() if teacher else None)
+    keep_settings(study, StudySettings(space.train, space.quality, seed), named)  # a new study stores them
+    record_artifacts(study, storage, artifacts)  # so `gas-nas dashboard` finds them without --artifacts
+    res = load_resources(device, req.data_dir, teacher=teacher)
+    memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
+    where = f" --storage {redact(storage)}" if req.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
+    resume = f"gas-nas search{where} --study {study_name}" + "".join(f" {flag} {getattr(req, key)}" for key, flag in RESUME_FLAGS.items() if getattr(req, key) is not None)
+    resume += " --strategy differentiable" if differentiable else ""
+    resume += f" --lambdas {','.join(f'{v:g}' for v in req.lambdas)}" if req.lambdas else ""
+    return PreparedSearch(space, study, storage, study_name, device, plan, res, memory, seed, cohort, setting == "auto", n_trials, artifacts,
+                          line, resume, differentiable, supernet_line)
