@@ -8,7 +8,8 @@
   (paper cases and trials whose D still worked) with their own seed. These runs chose the
   give-up rule's bounds (docs/balance.md).
 - The new study is a plain `gas-nas search` (`SEARCH` below) with the rule in force.
-- Part `confirm` retrains each member of the new study's feasible front with two more seeds.
+- The new study's front is retrained with two more seeds by `gas-nas confirm` (`CONFIRM`
+  below), which records each retraining in the study's own storage; the page reads them back.
 - Part `page` (the default) writes docs/lazy.md from what is stored.
 
 Resumable and shareable: each run is stored as JSON + PNG under docs/lazy/runs/ as it
@@ -44,7 +45,8 @@ LOSS_NEAR = 0.002  # "at equilibrium": both losses within this of 0.25 and 0.125
 # The new study's search (two workers, one core each, code of the commit that added the rule):
 SEARCH = ("gas-nas search --iterations 300 --storage sqlite:///docs/lazy/studies.db --study tpe --artifacts docs/lazy/artifacts "
           "--until 106 --device cpu --seed 0 --quiet")
-COMMAND = f"OMP_NUM_THREADS=1 {SEARCH} (x2); OMP_NUM_THREADS=1 python docs/lazy.py --part old|confirm --threads 1 (x2); python docs/lazy.py"
+CONFIRM = "gas-nas confirm --storage sqlite:///docs/lazy/studies.db --study tpe --seeds 3 --device cpu"
+COMMAND = f"OMP_NUM_THREADS=1 {SEARCH} (x2); OMP_NUM_THREADS=1 python docs/lazy.py --part old --threads 1 (x2); OMP_NUM_THREADS=1 {CONFIRM} (x2); python docs/lazy.py"
 
 
 def old_trial(number: int) -> dict:
@@ -104,23 +106,6 @@ def at_equilibrium(m) -> bool:
     return abs(m.d_loss - 0.25) < LOSS_NEAR and abs(m.g_loss - 0.125) < LOSS_NEAR
 
 
-def plan_confirm(study, space, machine: dict, classifier: str) -> list:
-    """Each member of the new study's feasible front, retrained with the extra seeds (its own
-    seed is the trial itself), at the study's own budget."""
-    from gas_nas.evidence import plan_run
-    from gas_nas.record import TrialRecord
-    from gas_nas.search import front
-    from gas_nas.spec import DiscriminatorSpec, TrainConfig
-
-    runs = []
-    for t in front(study):
-        r = TrialRecord.of(t)
-        for k in range(1, SEEDS):
-            runs.append(plan_run(f"new trial {t.number}", f"new-{t.number}", DiscriminatorSpec.from_dict(r.spec), r.metrics.seed + k * SEED_STEP,
-                                 TrainConfig.from_dict(r.train), space.quality, machine, classifier))
-    return runs
-
-
 def trial_grid(study, trial, folder: Path) -> str | None:
     """The trial's sample grid copied next to the page (from the search's artifact folder)."""
     import shutil
@@ -142,7 +127,7 @@ def trial_grid(study, trial, folder: Path) -> str | None:
 # ---------------------------------------------------------------- the page
 
 
-def write_page(space, old_runs: list, confirm_runs: list, study, env: str) -> None:
+def write_page(space, old_runs: list, study, env: str) -> None:
     from gas_nas.evidence import load_run, pm, write_results
     from gas_nas.guard import give_up_violation
     from gas_nas.record import TrialRecord
@@ -174,7 +159,7 @@ def write_page(space, old_runs: list, confirm_runs: list, study, env: str) -> No
               "New study: by the give-up rule's measurement (AUC or spread below the bound), and by the same loss criterion.", "",
               "| window | old study: losses at equilibrium | new study: D gave up (measured) | new study: losses at equilibrium |", "|---|---:|---:|---:|"]
     new = beyond_cases(study.get_trials(deepcopy=False)) if study is not None else []
-    from gas_nas.guard import gave_up, violations
+    from gas_nas.guard import gave_up
 
     for w in range(WINDOWS):
         o = [TrialRecord.of(t).metrics for t in old[w * WINDOW:(w + 1) * WINDOW]]
@@ -188,21 +173,21 @@ def write_page(space, old_runs: list, confirm_runs: list, study, env: str) -> No
     lines += ["", f"### The new study's feasible front ({len(new)} trials beyond the paper cases so far)", "", guard_line(study), "",
               "| trial | spec | d_size_mb | imbalance | FID | d_auc | d_spread | seeds | imbalance over seeds | FID over seeds | d_auc over seeds | feasible seeds |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    from gas_nas.search import stored_guard
+    from gas_nas.confirmation import confirmations
 
-    guard = stored_guard(study)
+    found = confirmations(study)
     grids = []
     for t in front(study):
         r = TrialRecord.of(t)
         m, s = r.metrics, r.spec
-        seeds = [m] + [TrialMetrics(**rec["metrics"]) for run in confirm_runs if run.name == f"new trial {t.number}"
-                       if (rec := load_run(FOLDER / "runs", run)) is not None]
+        confirmed = found.get(t.number)  # `gas-nas confirm` on this study: its own seed first
+        seeds = confirmed.metrics if confirmed else [m]
         values = lambda key: [getattr(x, key) for x in seeds]  # noqa: E731
         spec = (f"{'dw-sep' if s['conv'] == 'depthwise_separable' else 'conv'}{' incept' if s['inception'] else ''}, dense {s['dense_blocks']}, "
                 f"base {s['base_filters']}, depth {s['depth']}, {s['norm']}, {s['activation']}, {s['downsample']}, density {s['density']:g}")
         lines.append(f"| {t.number} | {spec} | {t.values[0]:.4f} | {t.values[1]:.4f} | {m.fid:.1f} | {m.d_auc:.3f} | {m.d_spread:.2g} | {len(seeds)} | "
                      f"{pm(values('imbalance'), '.3f')} | {pm(values('fid'), '.1f')} | {pm(values('d_auc'), '.3f')} | "
-                     f"{sum(not violations(x, guard) for x in seeds)}/{len(seeds)} |")
+                     f"{confirmed.passes if confirmed else int(bool(r.feasible))}/{len(seeds)} |")
         grid = trial_grid(study, t, FOLDER / "front")
         if grid:
             grids.append(f"![trial {t.number}]({grid})")
@@ -218,7 +203,7 @@ def old_study():
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--part", choices=["old", "confirm", "page"], default="page")
+    p.add_argument("--part", choices=["old", "page"], default="page")
     p.add_argument("--threads", type=int)
     p.add_argument("--data-dir")
     p.add_argument("--max-runs", type=int)
@@ -238,14 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     machine, classifier = machine_key(device), classifier_fingerprint(res.classifier)
     old_runs = plan_old(space, machine, classifier)
     study = new_study()
-    confirm_runs = plan_confirm(study, space, machine, classifier) if study is not None else []
     log = lambda s: print(s, flush=True)  # noqa: E731
     if args.part == "old":
         train_missing(old_runs, space.quality, res, FOLDER / "runs", max_runs=args.max_runs, log=log, on_stored=lambda: None)
-    elif args.part == "confirm":
-        train_missing(confirm_runs, space.quality, res, FOLDER / "runs", max_runs=args.max_runs, log=log, on_stored=lambda: None)
-    env = f"CPU ({stored_cpus(FOLDER / 'runs', old_runs + confirm_runs)}), 1 torch thread per worker, torch {torch.__version__}"
-    write_page(space, old_runs, confirm_runs, study, env)
+    env = f"CPU ({stored_cpus(FOLDER / 'runs', old_runs)}), 1 torch thread per worker, torch {torch.__version__}"
+    write_page(space, old_runs, study, env)
     log(f"wrote {PAGE}")
     return 0
 

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gas_nas.record import TrialRecord
+from gas_nas.results import TrialMetrics
 
 COMPANION_SUFFIX = ":confirm"
 SEED_STEP = 10_000  # a search's trial trains with base seed + trial number, so + k * 10,000 never repeats one
@@ -37,7 +38,11 @@ class Confirmation:
     seeds: list[int] = field(default_factory=list)
     values: list[list[float] | None] = field(default_factory=list)
     feasible: list[bool] = field(default_factory=list)
-    fids: list[float] = field(default_factory=list)
+    metrics: list[TrialMetrics] = field(default_factory=list)  # everything each seed measured
+
+    @property
+    def fids(self) -> list[float]:
+        return [m.fid for m in self.metrics]
 
     @property
     def passes(self) -> int:
@@ -101,7 +106,7 @@ def confirmations(study: optuna.Study) -> dict[int, Confirmation]:
         c = found.get(number) or _own(originals[number])
         if t.user_attrs[SEED] in c.seeds:
             continue  # a duplicate that trained anyway (it cannot, but a result is counted once)
-        _add(c, t.user_attrs[SEED], t.values if t.state == TrialState.COMPLETE else None, bool(record.feasible), record.metrics.fid)
+        _add(c, t.user_attrs[SEED], t.values if t.state == TrialState.COMPLETE else None, bool(record.feasible), record.metrics)
         found[number] = c
     return found
 
@@ -125,15 +130,15 @@ def _dominates(a: list[float], b: list[float]) -> bool:
 def _own(t: FrozenTrial) -> Confirmation:
     r = TrialRecord.of(t)
     c = Confirmation(t.number)
-    _add(c, r.metrics.seed, t.values, bool(r.feasible), r.metrics.fid)
+    _add(c, r.metrics.seed, t.values, bool(r.feasible), r.metrics)
     return c
 
 
-def _add(c: Confirmation, seed: int, values, feasible: bool, fid: float) -> None:
+def _add(c: Confirmation, seed: int, values, feasible: bool, metrics: TrialMetrics) -> None:
     c.seeds.append(seed)
     c.values.append(list(values) if values is not None else None)
     c.feasible.append(feasible)
-    c.fids.append(fid)
+    c.metrics.append(metrics)
 
 
 def has_result(t: FrozenTrial, record: TrialRecord) -> bool:
