@@ -153,7 +153,7 @@ def search_seconds(study) -> tuple[float, int]:
     from optuna.trial import TrialState
 
     from gas_nas.record import TrialRecord
-    from gas_nas.search import supernet_records
+    from gas_nas.differentiable import supernet_records
 
     records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if WITHDRAWN not in t.user_attrs]
     trained = [r for r in records if not r.case and r.metrics]  # a killed worker's trial has no metrics: its retry counts
@@ -166,7 +166,8 @@ def differentiable_finished(study, space, seed: int) -> bool:
     from optuna.trial import TrialState
 
     from gas_nas.differentiable import supernet_key
-    from gas_nas.search import fail_stale_trials, supernet_records
+    from gas_nas.differentiable import supernet_records
+    from gas_nas.search import fail_stale_trials
 
     fail_stale_trials(study)
     keys = [r.get("key") for r in supernet_records(study)]
@@ -223,7 +224,7 @@ def axis_value(value) -> str:
 
 def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: str) -> None:
     from gas_nas.record import TrialRecord
-    from gas_nas.search import supernet_records
+    from gas_nas.differentiable import supernet_records
 
     points = {name: feasible_points(study, space) for name, study in studies.items()}
     everything = [p for ps in points.values() for p in ps]

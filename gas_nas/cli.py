@@ -126,6 +126,7 @@ class Train(Command):
     def run(self, args, console):
         from gas_nas import guard as guard_rules
         from gas_nas.memory import available
+        from gas_nas.progress import iteration_bar
         from gas_nas.report import save_trial
         from gas_nas.search import load_resources
         from gas_nas.space import load_space
@@ -146,7 +147,7 @@ class Train(Command):
             print(line, file=sys.stderr)
         else:
             console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
-        progress = _iteration_bar(console, args.json)
+        progress = iteration_bar(console, quiet=args.json)
         with progress:
             task = progress.add_task("training", total=train.iterations)
             outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed,
@@ -170,12 +171,6 @@ class Train(Command):
             console.print(table)
             console.print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
         return 0 if m.status == "complete" else 1
-
-
-def _iteration_bar(console: Console, quiet: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal)
 
 
 class Search(Command):
@@ -264,9 +259,9 @@ class Search(Command):
 def _propose(console: Console, args, space, study, res, stop, supernet_line: str, seed: int) -> int:
     """The differentiable strategy's supernet phase: a bar per supernet, a line after each alpha
     phase, a closing table of the proposals; returns how many trials wait in the queue."""
-    from gas_nas.differentiable import propose, supernet_key
+    from gas_nas.differentiable import propose, supernet_key, supernet_records
     from gas_nas.progress import SupernetProgress, human_time
-    from gas_nas.search import supernet_records, waiting_trials
+    from gas_nas.search import waiting_trials
     from gas_nas.supernet import uniform_entropy, supernet_space
 
     say = (lambda line: None) if args.quiet else (lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False))

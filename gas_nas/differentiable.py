@@ -11,13 +11,8 @@ outer level moves the architecture weights alpha (Adam) on the other half to min
 where the expectation is exact (every combination's parameter count, `supernet.param_table`)
 and the calibrated loss is the supernet's LSGAN loss after the best non-negative affine
 recalibration of its outputs (`calibrated_d_loss`): a constant 0.5 discriminator scores 0.25,
-the worst value, and one that separates real from fake less. The plain loss rewarded the
-constant: the generator's steps push the supernet's outputs up on every image, and the trained
-supernet scored 0.259 (judged after G's steps) and 0.305 (judged after D's steps) against the
-constant's 0.25 at lambda 0.01, 300 iterations (docs/differentiable.md). alphaGAN's
-discriminator-side term, L_D(G', D_alpha) against a best-response generator G', is not used:
-a constant 0.5 scores 0.25 there too, while any discriminator a generator can exploit scores
-more (`best_response_d_loss`).
+the worst value, so a supernet cannot win by giving up (why not the plain loss, nor alphaGAN's
+best-response term: docs/guide-differentiable.md and docs/differentiable.md).
 
 Mixing weights are Gumbel-softmax samples of alpha whose temperature anneals from TAU_START to
 TAU_END over the run; the first WARMUP of the iterations train the weights only, then weight
@@ -27,17 +22,21 @@ iterations and alpha steps alternate, alpha's Adam rate scaled to the run (`alph
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import optuna
 import torch
 
 from gas_nas.errors import GasNasError
 from gas_nas.interrupt import Interrupted
 from gas_nas.models import build_generator
 from gas_nas.recipes import get_recipe, lsgan_d_loss, lsgan_g_loss, make_optimizer
+from gas_nas.record import TrialRecord
+from gas_nas.space import SearchSpace, sampled_params
 from gas_nas.spec import DiscriminatorSpec, TrainConfig
 from gas_nas.supernet import AXES, SuperDiscriminator, SupernetSpace, entropy, expected_params, param_table
 
@@ -294,7 +293,6 @@ def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callabl
     into `study` with their provenance (a spec the study has is not enqueued again). A supernet
     already recorded in the study with the same settings is not run again, so a stopped
     search resumes where it stopped."""
-    from gas_nas.search import add_supernet_record, enqueue_proposals, supernet_records
     from gas_nas.supernet import supernet_space
 
     sspace = supernet_space(space)
@@ -352,3 +350,40 @@ def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.
 
 
 __all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "calibrated_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]
+
+
+# ---------------------------------------------------------------- the strategy's records in the study
+
+SUPERNETS_ATTR = "gas_nas:supernets"  # study user attribute: the supernet runs whose proposals were enqueued
+
+
+def enqueue_proposals(study: optuna.Study, space: SearchSpace, proposals: list[tuple[DiscriminatorSpec, dict]]) -> list[tuple[int, bool]]:
+    """Enqueue each (spec, provenance) as a trial after those already queued, unless a trial of
+    that spec is in the study (asked, finished or waiting). Returns, for each, (trial number,
+    whether it was enqueued now)."""
+    have: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        params = t.system_attrs.get("fixed_params", t.params)  # a waiting trial has only its fixed params
+        have.setdefault(_params_key(params), t.number)
+    out = []
+    for spec, provenance in proposals:
+        key = _params_key(sampled_params(space, spec))
+        if key in have:
+            out.append((have[key], False))
+            continue
+        study.enqueue_trial(sampled_params(space, spec), user_attrs=TrialRecord(provenance=provenance).case_attrs())
+        have[key] = study.get_trials(deepcopy=False)[-1].number
+        out.append((have[key], True))
+    return out
+
+
+def _params_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def supernet_records(study: optuna.Study) -> list[dict]:
+    return list(study.user_attrs.get(SUPERNETS_ATTR) or [])
+
+
+def add_supernet_record(study: optuna.Study, record: dict) -> None:
+    study.set_user_attr(SUPERNETS_ATTR, supernet_records(study) + [record])

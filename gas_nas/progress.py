@@ -13,13 +13,20 @@ from collections import Counter
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from gas_nas.dashboard import no_feasible
 from gas_nas.record import INTERRUPTED, TrialRecord
 
 WARM_SHARE = 10  # a cohort's iteration rate is trusted once a tenth of its iterations ran (the first ones are slow)
+
+
+def iteration_bar(console: Console, quiet: bool = False, transient: bool = False) -> Progress:
+    """One training's iterations on a bar (`train`, the default teacher's training): nothing
+    when quiet or when the console is not a terminal."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                    transient=transient, disable=quiet or not console.is_terminal)
 
 
 class SearchProgress:

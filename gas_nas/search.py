@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # torch loads only where a trial trains: show, export and das
 SEEDED_ATTR = "gas_nas:seeded"  # study user attribute: the paper cases are enqueued
 TEACHER_ATTR = "gas_nas:teacher"  # study user attribute: the teacher its trials train with (None: none)
 ARTIFACTS_ATTR = "gas_nas:artifacts"  # study user attribute: where its trials' artifacts were written
-SUPERNETS_ATTR = "gas_nas:supernets"  # study user attribute: the supernet runs whose proposals were enqueued
 GUARD_ATTR = "gas_nas:guard"  # study user attribute: the settled quality guard (gas_nas.guard.Guard) its trials are judged by
 SEED_WAIT_S = 60.0
 HOLD_POLL_S = 2.0  # a worker holding trials for the guard checks this often whether the paper cases have finished
@@ -138,40 +137,6 @@ def _wait_for_seeding(study: optuna.Study, space: SearchSpace) -> None:
             _enqueue_cases(study, space)
             return
         time.sleep(0.2)
-
-
-def enqueue_proposals(study: optuna.Study, space: SearchSpace, proposals: list[tuple[DiscriminatorSpec, dict]]) -> list[tuple[int, bool]]:
-    """Enqueue each (spec, provenance) as a trial after those already queued, unless a trial of
-    that spec is in the study (asked, finished or waiting). Returns, for each, (trial number,
-    whether it was enqueued now)."""
-    have: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        params = t.system_attrs.get("fixed_params", t.params)  # a waiting trial has only its fixed params
-        have.setdefault(_params_key(params), t.number)
-    out = []
-    for spec, provenance in proposals:
-        key = _params_key(sampled_params(space, spec))
-        if key in have:
-            out.append((have[key], False))
-            continue
-        study.enqueue_trial(sampled_params(space, spec), user_attrs=TrialRecord(provenance=provenance).case_attrs())
-        have[key] = study.get_trials(deepcopy=False)[-1].number
-        out.append((have[key], True))
-    return out
-
-
-def _params_key(params: dict) -> str:
-    import json
-
-    return json.dumps(params, sort_keys=True)
-
-
-def supernet_records(study: optuna.Study) -> list[dict]:
-    return list(study.user_attrs.get(SUPERNETS_ATTR) or [])
-
-
-def add_supernet_record(study: optuna.Study, record: dict) -> None:
-    study.set_user_attr(SUPERNETS_ATTR, supernet_records(study) + [record])
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

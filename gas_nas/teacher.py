@@ -136,8 +136,10 @@ def load_default_teacher(
             return load_teacher(path, device)
         except GasNasError:
             pass
+    from rich.console import Console
+
     from gas_nas.data import load_mnist
-    from gas_nas.progress import human_time
+    from gas_nas.progress import human_time, iteration_bar
     from gas_nas.train import seconds_per_trial, train_gan
 
     spec, train, seed = default_recipe()
@@ -145,7 +147,7 @@ def load_default_teacher(
     seconds = seconds_per_trial(spec, train, real)
     say(f"gas-nas: training the default teacher once (paper case 1, recipe {train.recipe}, {train.iterations} iterations, "
         f"batch {train.batch_size}, seed {seed}): about {human_time(seconds)} on this machine; cached in {path}")
-    with _bar() as bar:
+    with iteration_bar(Console(stderr=True), transient=True) as bar:
         task = bar.add_task("default teacher", total=train.iterations)
         _, D, hist = train_gan(spec, train, real, seed=seed, progress=lambda done, total: bar.update(task, completed=done))
     if hist["status"] != "complete":
@@ -156,14 +158,6 @@ def load_default_teacher(
     except OSError as exc:
         raise GasNasError(f"cannot write the default teacher {path} ({exc.strerror or exc}); set GAS_NAS_CACHE=DIR to a writable folder") from None
     return load_teacher(path, device)
-
-
-def _bar():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
