@@ -73,10 +73,14 @@ class Confirmation:
                 **{n: {"mean": self.mean(i), "spread": self.spread(i), "values": [v[i] if v else None for v in self.values]} for i, n in enumerate(names)},
                 "fid": {"mean": self.fid, "values": self.fids}}
 
-    def describe(self, names: list[str]) -> str:
-        """"imbalance 0.41 ± 0.10 over 3 seeds, feasible on 2 of 3" (one line)."""
+    def means(self, names: list[str]) -> str:
+        """"d_size_mb 0.05 ± 0, imbalance 0.41 ± 0.1 over 3 seeds"."""
         parts = [f"{n} {self.mean(i):.4g} ± {self.spread(i):.2g}" for i, n in enumerate(names)]
-        return f"{', '.join(parts)} over {len(self.seeds)} seeds, feasible on {self.passes} of {len(self.seeds)}"
+        return f"{', '.join(parts)} over {len(self.seeds)} seeds"
+
+    def describe(self, names: list[str]) -> str:
+        """`means`, then "feasible on 2 of 3" (one line)."""
+        return f"{self.means(names)}, feasible on {self.passes} of {len(self.seeds)}"
 
 
 def companion_name(study: optuna.Study) -> str:

@@ -194,7 +194,7 @@ def case_words(case: str) -> str:
 def _confirmed_words(c: Confirmation, names: list[str]) -> str:
     """The note's paragraph on a confirmed trial: kept or refuted, then mean ± spread per seed count."""
     verdict = ("**Confirmed**" if c.kept else "**Refuted by its seeds**: off gas-nas's front") + f": feasible on {c.passes} of {len(c.seeds)} seeds ({', '.join(map(str, c.seeds))})"
-    return f"{verdict}; {c.describe(names)}."
+    return f"{verdict}; {c.means(names)}."
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial, confirmation: Confirmation | None = None) -> None:
@@ -278,7 +278,8 @@ def study_figure(study: optuna.Study):
                              mode="lines+markers" if len(study.directions) == 2 else "markers", line=dict(color="#d62728"),
                              marker=dict(color="#d62728", size=14, symbol="circle-open"), hoverinfo="skip"))
     empty = no_feasible_text(study)
-    xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points], top=0.45 if empty else 0.12)  # room for the red note
+    bars = [c.mean(1) + _finite(c.spread(1)) for _, c in confirmed]  # a confirmed trial's error bar stays inside the plot
+    xr, yr = _log_range([p[1] for p in points]), _log_range([p[2] for p in points] + bars, top=0.45 if empty else 0.12)  # room for the red note
     cases = [(p, TrialRecord.of(p[0]).case) for p in points if TrialRecord.of(p[0]).case]
     fig.add_trace(go.Scatter(x=[p[1] for p, _ in cases], y=[p[2] for p, _ in cases], mode="markers+text",
                              name="paper cases (numbered as in the GAS write-up; hover for names)", legendgroup="paper cases",
