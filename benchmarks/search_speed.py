@@ -5,11 +5,11 @@
 (a) naive: N sequential trials of the naive eager loop (`trial_speed.naive_train`) on the paper
     cases in order (cycled past 6), training only.
 (b) gas-nas cohorts: the `gas-nas search` machinery in this process, once per cohort size K
-    (1, 2, 4 on CPU; 1, 4, 16 on CUDA; `--cohorts`): `open_study` on a temp SQLite file,
-    `load_resources`, `run_search(n_trials=N)` with K trials trained together. K = 1 is
+    (1, 2, 4 on CPU; 1, 4, 16 on CUDA; `--cohorts`): `run.prepare_search` on a temp SQLite file
+    (study, MNIST, classifier), `run.run_trials(n_trials=N)` with K trials trained together. K = 1 is
     sequential solo trials; each K is reported as a ratio against it. Each trial also
     generates samples, scores quality (FID, digit coverage), saves sample/loss plots as Optuna
-    artifacts and does Optuna bookkeeping; (a) does none of that. Timed: `run_search` only
+    artifacts and does Optuna bookkeeping; (a) does none of that. Timed: `run_trials` only
     (setup printed apart). Past the six paper cases the random sampler picks the specs, so
     every K trains the same discriminators.
 (c) gas-nas with concurrency: `gas-nas search --jobs 1` and then `--jobs J` (default 2) as
@@ -44,7 +44,7 @@ import yaml
 from optuna.trial import TrialState
 
 from gas_nas.data import load_mnist
-from gas_nas.search import SearchOptions, load_resources, open_study, run_search
+from gas_nas import run
 from gas_nas.space import DEFAULT_SPACE, load_space
 from gas_nas.storage import open_storage
 
@@ -134,18 +134,17 @@ def main(argv: list[str] | None = None) -> int:
             sec_a = time.perf_counter() - start
             print(f"  (a) naive: {trials} trials in {sec_a:.1f} s", flush=True)
 
-        # (b) gas-nas search machinery, in process, one run per cohort size
+        # (b) gas-nas search machinery, in process, one run per cohort size, through the library layer
         rates_b: dict[int, float] = {}
-        res = load_resources(device, args.data_dir) if "b" not in skip else None
-        for k in cohorts if res is not None else []:
+        for k in cohorts if "b" not in skip else []:
             start = time.perf_counter()
             storage_b = f"sqlite:///{tmp}/bench-{k}.db"
-            study = open_study(space, storage_b, STUDY, seed=args.seed)
-            opts = SearchOptions(seed=args.seed, artifacts=str(tmp / f"artifacts_b{k}"), cohort=k)
+            ready = run.prepare_search(run.SearchRequest(space=space, storage=storage_b, study=STUDY, artifacts=str(tmp / f"artifacts_b{k}"),
+                                                         device=str(device), data_dir=args.data_dir, seed=args.seed, cohort=k))
             setup_b = time.perf_counter() - start
             sync(device)
             start = time.perf_counter()
-            run_search(study, space, opts, res, n_trials=trials)
+            run.run_trials(ready, n_trials=trials)
             sync(device)
             sec_b = time.perf_counter() - start
             done_b = finished_trials(storage_b)

@@ -165,14 +165,13 @@ def differentiable_finished(study, space, seed: int) -> bool:
     worker's is failed and queued again first): its compute is final."""
     from optuna.trial import TrialState
 
-    from gas_nas.differentiable import supernet_key
-    from gas_nas.differentiable import supernet_records
+    from gas_nas.differentiable import supernets_to_run
     from gas_nas.search import fail_stale_trials
+    from gas_nas.supernet import supernet_space
 
     fail_stale_trials(study)
-    keys = [r.get("key") for r in supernet_records(study)]
     busy = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    return all(supernet_key(space, lam, seed) in keys for lam in space.search.lambdas) and not busy
+    return not supernets_to_run(study, space, supernet_space(space), seed) and not busy
 
 
 # ---------------------------------------------------------------- the objective check
@@ -308,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     import torch
 
+    from gas_nas import run
     from gas_nas.differentiable import propose
     from gas_nas.errors import GasNasError
+    from gas_nas.events import Events, NullBar
     from gas_nas.machine import cpu_model
-    from gas_nas.search import SearchOptions, fail_stale_trials, load_resources, open_study, run_search, waiting_trials
+    from gas_nas.search import fail_stale_trials, waiting_trials
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -326,10 +327,24 @@ def main(argv: list[str] | None = None) -> int:
     budget = math.inf if args.max_trials is None else args.max_trials
     log = lambda s: print(s, flush=True)  # noqa: E731
     try:
-        device = torch.device(args.device)
-        res = load_resources(device, args.data_dir)
+        class TrialLog(NullBar):
+            def __call__(self, study, t) -> None:
+                log(f"  {study.study_name} trial {t.number} {t.state.name} {t.values}")
+
+        class Log(Events):  # the library layer's events as this script's log lines
+            def say(self, line: str) -> None:
+                log(line)
+
+            def trials(self, total, until, prior) -> NullBar:
+                return TrialLog()
+
+        events = Log()
+        ready = {name: run.prepare_search(run.SearchRequest(space=space, storage=storage, study=name, strategy=name if name == "differentiable" else "optuna",
+                                                            artifacts=str(folder / "artifacts"), device=args.device, data_dir=args.data_dir, seed=args.seed, cohort=1))
+                 for name in ("differentiable", "tpe")}
+        studies = {name: r.study for name, r in ready.items()}
+        res, device = ready["tpe"].res, ready["tpe"].device
         machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)"
-        studies = {"differentiable": open_study(space, storage, "differentiable", seed=args.seed), "tpe": open_study(space, storage, "tpe", seed=args.seed)}
         if budget > 0:  # the studies span sessions, and the machine under them may change between calls
             for name, study in studies.items():
                 if args.part not in ("both", name):
@@ -338,13 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                     study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
         machines = dict.fromkeys(m for study in studies.values() for m in study.user_attrs.get(MACHINES_ATTR, [])) or [machine]
         env = f"{'; '.join(machines)}, torch {torch.__version__}"
-        opts = SearchOptions(seed=args.seed, artifacts=str(folder / "artifacts"), cohort=1,
-                             callbacks=[lambda study, t: log(f"  {study.study_name} trial {t.number} {t.state.name} {t.values}")])
 
         def train(study, n: int) -> int:
             n = int(min(n, budget - trained))
-            if n > 0:
-                run_search(study, space, opts, res, n_trials=n)
+            if n > 0 and run.run_trials(ready[study.study_name], events, n_trials=n).stopped:
+                raise KeyboardInterrupt
             return max(n, 0)
 
         trained = 0
@@ -358,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 fail_stale_trials(studies["differentiable"])  # a killed worker's proposal is queued again
                 trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))  # the paper cases (and a resumed run's proposals)
                 if trained < budget:
-                    propose(studies["differentiable"], space, res.real, args.seed, on_supernet=lambda lam: log(f"supernet lambda {lam:g}"), on_done=on_done)
+                    propose(studies["differentiable"], space, res.real, args.seed, events, on_done=on_done)
                     trained += train(studies["differentiable"], waiting_trials(studies["differentiable"]))
             while trained < budget and args.part != "differentiable":
                 done = len([t for t in studies["tpe"].trials if t.state.is_finished()])

@@ -195,27 +195,25 @@ def case_results(runs: list, runs_dir: Path, space) -> list[CaseResult]:
 # ---------------------------------------------------------------- (b) the search
 
 
-def run_reproduction_search(space, args, device, res, log):
-    """Open (or resume) the study and run trials until it holds `--trials` finished ones."""
-    import optuna
+def run_reproduction_search(space, args, device, log):
+    """Open (or resume) the study through gas-nas's library layer, as `gas-nas search` does, and
+    run trials until it holds `--trials` finished ones."""
     from optuna.trial import TrialState
 
-    from gas_nas.search import SearchOptions, open_study, run_search
-    from gas_nas.train import auto_cohort
+    from gas_nas import run
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = open_study(space, args.storage, STUDY_NAME, seed=0)
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    ready = run.prepare_search(run.SearchRequest(space=space, storage=args.storage, study=STUDY_NAME, artifacts=args.artifacts,
+                                                 device=str(device), data_dir=args.data_dir, seed=0))
+    finished = ready.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
     todo = max(0, args.trials - len(finished))
-    cohort = auto_cohort(device, space.train)  # what `gas-nas search` does by default: 1 on a CPU
-    log(f"search: study {STUDY_NAME!r}, {len(finished)} trials finished, running {todo} more, cohort {cohort}")
+    log(f"search: study {STUDY_NAME!r}, {len(finished)} trials finished, running {todo} more, cohort {ready.cohort}")
     if todo:
         def on_start(number: int, case: str) -> None:
             log(f"  trial {number}" + (f" ({case})" if case else ""))
 
-        opts = SearchOptions(seed=0, artifacts=args.artifacts, cohort=cohort, on_trial_start=on_start)
-        run_search(study, space, opts, res, n_trials=todo)
-    return study
+        if run.run_trials(ready, n_trials=todo, on_trial_start=on_start).stopped:
+            raise KeyboardInterrupt
+    return ready.study
 
 
 def _record(trial):
@@ -572,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         train_missing(runs, space.quality, res, runs_dir, max_runs=args.max_runs, log=log, on_stored=write)
         search = None
         if args.trials and all(load_run(runs_dir, r) is not None for r in runs):
-            study = run_reproduction_search(space, args, device, res, log)
+            study = run_reproduction_search(space, args, device, log)
             plot_front(study, assets / "pareto.png")
             search = {"study": study, "found": export_found(study, dominating_trials(study), space, assets, export=not args.tiny, artifacts=args.artifacts)}
         write(search)

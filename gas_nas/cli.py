@@ -23,6 +23,7 @@ from gas_nas import run
 from gas_nas.argtypes import MAX_SEED, MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
 from gas_nas.errors import GasNasError
 from gas_nas.paths import check_output_dir, check_output_file
+from gas_nas.strategies import STRATEGIES
 from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
 
 MAX_JOBS = 64
@@ -124,35 +125,11 @@ class Train(Command):
         parser.add_argument("--json", action="store_true", help="print the metrics record as JSON")
 
     def run(self, args, console):
-        from gas_nas import guard as guard_rules
-        from gas_nas.memory import available
-        from gas_nas.progress import iteration_bar
-        from gas_nas.report import save_trial
-        from gas_nas.search import load_resources
-        from gas_nas.space import load_space
-        from gas_nas.spec import load_arch
-        from gas_nas.train import run_trial
+        from gas_nas.progress import TerminalEvents
 
-        check_output_dir(args.out, "--out")
-        spec, _, meta = load_arch(args.arch)
-        space = load_space(args.space)
-        train, line = run.train_config(args, space, args.arch)
-        seed, seed_line = run.train_seed(args, meta)
-        line += f"; {seed_line}"
-        device = run.torch_device(args.device)
-        run.check_memory([spec], train, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
-        run.check_data(args)
-        res = load_resources(device, args.data_dir, teacher=run.teacher_for(train, device, args))
-        if args.json:  # stdout is the JSON record
-            print(line, file=sys.stderr)
-        else:
-            console.print(line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
-        progress = iteration_bar(console, quiet=args.json)
-        with progress:
-            task = progress.add_task("training", total=train.iterations)
-            outcome = run_trial(spec, train, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed,
-                                progress=lambda d, t: progress.update(task, completed=d), teacher=res.teacher)
-        paths = save_trial(outcome, args.out, spec, train, title=Path(args.arch).stem)
+        say = (lambda line: print(line, file=sys.stderr)) if args.json else None  # with --json, stdout is the JSON record
+        done = run.train(args, TerminalEvents(console, quiet=args.json, say=say))
+        outcome, paths = done.outcome, done.paths
         m = outcome.metrics
         if args.json:
             print(json.dumps(m.to_dict()))
@@ -165,7 +142,7 @@ class Train(Command):
                 if key.startswith("teacher") and value is None:
                     continue
                 table.add_row(key, "-" if value is None else f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
-            reasons = guard_rules.violations(m, space.quality)
+            reasons = done.reasons
             for i, reason in enumerate(reasons or ["pass"]):  # a row per reason: a long joined line would wrap right-aligned
                 table.add_row("quality guard" if i == 0 else "", reason if not reasons else f"fail: {reason}")
             console.print(table)
@@ -187,118 +164,22 @@ class Search(Command):
         _add_study(parser, "folder for each trial's sample grid and loss curves, recorded in the study for the dashboard (default: studies/artifacts)")
         _add_training(parser)
         parser.add_argument("--sampler", choices=get_args(SamplerName), help="Optuna sampler; gp: Gaussian process, for few trials (default: from YAML, tpe)")
-        parser.add_argument("--strategy", choices=["optuna", "differentiable"], help="optuna: the sampler proposes every trial; differentiable: supernets propose them (default: from YAML, optuna)")
+        parser.add_argument("--strategy", choices=list(STRATEGIES), help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values()) + " (default: from YAML, optuna)")
         parser.add_argument("--lambdas", type=lambda_list, metavar="A,B,C", help="differentiable: one supernet per size weight (default: from YAML, 0.0001,0.001,0.01)")
         parser.add_argument("--cohort", type=cohort_size, metavar="K|auto", help="trials trained together in this process (default: from YAML, auto: 1 on a CPU, by free memory on CUDA)")
         parser.add_argument("--quiet", action="store_true", help="plain output: failures and the final front only")
 
     def run(self, args, console):
-        import optuna
+        from gas_nas.progress import TerminalEvents
 
-        from gas_nas.interrupt import Interrupted, StopRequest
-        from gas_nas.progress import SearchProgress, slow_search_hint, study_status
-        from gas_nas.search import SearchOptions, cases_to_settle, guard_line, run_search
-        from gas_nas.storage import redact
-
-        ready = run.prepare_search(args)
-        space, study, storage, study_name, device, plan, res, memory, seed = (
-            ready.space, ready.study, ready.storage, ready.study_name, ready.device, ready.plan, ready.res, ready.memory, ready.seed)
-        n_trials, resume, differentiable = ready.n_trials, ready.resume, ready.differentiable
-        if not args.quiet:
-            console.print(ready.train_line, soft_wrap=True, markup=False)  # one line, however narrow the terminal
-            console.print(f"study {study_name!r} in {redact(storage)}: {study_status(study)}; device {device}, cohort {ready.cohort}" + (" (auto)" if ready.cohort_auto else ""))
-            console.print(guard_line(study, space), soft_wrap=True, markup=False)
-            if memory is not None:
-                console.print(f"memory: {memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails", soft_wrap=True, markup=False)
-            if len(plan) > 1:
-                console.print(f"{len(plan)} workers:" + "".join(f"\n  {w.describe()}" for w in plan), markup=False)
-        if differentiable:
-            stop = StopRequest()
-            try:
-                with stop:
-                    waiting = _propose(console, args, space, study, res, stop, ready.supernet_line, seed)
-            except (Interrupted, KeyboardInterrupt):
-                print(f"gas-nas: stopped by {stop.name or 'SIGINT'} during the supernet phase; no trial was running, finished supernets' trials are queued. Resume with: {resume}", file=sys.stderr)
-                return stop.exit_code
-            n_trials = args.trials or waiting
-            if not n_trials:
-                _print_front(console, study, quiet=args.quiet)
-                return 0
-        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        if n_trials and not args.until and cases_to_settle(study, space) > n_trials:
-            n_trials = cases_to_settle(study, space)
-            if not args.quiet:
-                console.print(f"the relative guard is settled by the paper cases, so this run trains all {n_trials} of them first")
-        prior = None if args.quiet else run.trial_seconds(space, res, device)
-        if prior is not None:
-            console.print(slow_search_hint(prior, max(args.until - complete, 0) if args.until else n_trials, space.train.iterations))
-        with SearchProgress(console, n_trials or args.until, quiet=args.quiet, until=args.until, prior=prior) as progress:
-            stop = StopRequest()
-            opts = SearchOptions(
-                seed=seed, artifacts=ready.artifacts, cohort=ready.cohort, memory=memory, on_iteration=progress.on_iteration,
-                on_cohort_start=progress.on_cohort_start, on_held=progress.on_held, should_stop=stop, callbacks=[progress],
-            )
-            workers = run.start_workers(args, plan, storage, study_name, n_trials, seed)
-            try:
-                with stop:
-                    run_search(study, space, opts, res, n_trials=n_trials if not args.until else None, until=args.until)
-            except (Interrupted, KeyboardInterrupt):
-                for w in workers:
-                    w.wait()
-                why = stop.name or "SIGINT"
-                print(f"gas-nas: stopped by {why}; the running trials are marked FAIL (interrupted) and paper cases queued again. Resume with: {resume}", file=sys.stderr)
-                return stop.exit_code
-        failed = [w.args for w in workers if w.wait() != 0]
-        _print_front(console, study, quiet=args.quiet)
-        if failed:
-            print(f"gas-nas: {len(failed)} of {args.jobs - 1} extra workers failed (see their messages above)", file=sys.stderr)
-            return 1
-        return 0
-
-
-def _propose(console: Console, args, space, study, res, stop, supernet_line: str, seed: int) -> int:
-    """The differentiable strategy's supernet phase: a bar per supernet, a line after each alpha
-    phase, a closing table of the proposals; returns how many trials wait in the queue."""
-    from gas_nas.differentiable import propose, supernet_key, supernet_records
-    from gas_nas.progress import SupernetProgress, human_time
-    from gas_nas.search import waiting_trials
-    from gas_nas.supernet import uniform_entropy, supernet_space
-
-    say = (lambda line: None) if args.quiet else (lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False))
-    say(supernet_line)
-    full = uniform_entropy(supernet_space(space))
-    recorded = [r.get("key") for r in supernet_records(study)]
-    todo = sum(1 for lam in space.search.lambdas if supernet_key(space, lam, seed) not in recorded)
-    bar = SupernetProgress(console, todo, space.train.iterations, quiet=args.quiet)
-
-    def start(lam: float) -> None:
-        bar.next(f"supernet lambda {lam:g}")
-        say(f"supernet lambda {lam:g}: {space.train.iterations} iterations (a quarter warm-up, then weight and alpha steps alternate)")
-
-    def report(r) -> None:
-        say(f"  {r.iteration}/{r.iterations}: argmax {_short(r.argmax)}; alpha entropy {r.entropy:.2f} nats (uniform {full:.2f}); outer loss {r.outer:.4f}")
-
-    def done(result) -> None:
-        say(f"supernet lambda {result.lam:g} took {human_time(result.seconds)}")
-
-    with bar:
-        proposals = propose(study, space, res.real, seed, on_supernet=start, on_iteration=bar.on_iteration,
-                            on_report=report, on_done=done, should_stop=stop)
-    if not args.quiet and proposals:
-        table = Table(title="trials proposed by the supernets")
-        for column in ("lambda", "rank", "discriminator", "probability", "trial"):
-            table.add_column(column, justify="right" if column in ("lambda", "rank", "probability", "trial") else "left")
-        for p in proposals:
-            table.add_row(f"{p.lam:g}", str(p.derived.rank), _short(p.derived.spec), f"{p.derived.probability:.3f}",
-                          f"#{p.trial} queued" if p.enqueued else f"#{p.trial} (already in the study)")
-        console.print(table)
-    return waiting_trials(study)
-
-
-def _short(spec) -> str:
-    """A discriminator in the words of the mixed axes."""
-    layer = ("depthwise-separable" if spec.conv == "depthwise_separable" else "standard") + (" inception" if spec.inception else "")
-    return f"{layer}, {spec.downsample}, base {spec.base_filters}, depth {spec.depth}"
+        end = run.search(args, TerminalEvents(console, quiet=args.quiet))
+        if end.stopped:
+            print(f"gas-nas: {end.message}", file=sys.stderr)
+            return end.code
+        _print_front(console, end.study, quiet=args.quiet)
+        if end.code:
+            print(f"gas-nas: {end.message}", file=sys.stderr)
+        return end.code
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:

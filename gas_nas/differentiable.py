@@ -32,6 +32,7 @@ import optuna
 import torch
 
 from gas_nas.errors import GasNasError
+from gas_nas.events import Events, human_time
 from gas_nas.interrupt import Interrupted
 from gas_nas.models import build_generator
 from gas_nas.recipes import get_recipe, lsgan_d_loss, lsgan_g_loss, make_optimizer
@@ -277,51 +278,76 @@ class Proposal:
     enqueued: bool  # False: the study already had a trial of this spec (that one's number)
 
 
-def supernet_key(space, lam: float, seed: int) -> dict:
+def supernet_key(space, sspace: SupernetSpace, lam: float, seed: int) -> dict:
     """Everything that changes a supernet's result: a study holding a record with this key has run it."""
-    from gas_nas.supernet import supernet_space
-
-    sspace = supernet_space(space)
     return {"lambda": lam, "seed": seed, "objective": OBJECTIVE, "alpha_lr": alpha_lr(sum(schedule(space.train.iterations)[1])), "train": space.train.to_dict(), "derive": space.search.derive,
             "candidates": sspace.candidate_lists(), "fixed": sspace.fixed}
 
 
-def propose(study, space, real: torch.Tensor, seed: int, *, on_supernet: Callable[[float], None] | None = None,
-            on_iteration: Callable[[int, int], None] | None = None, on_report: Callable[[Report], None] | None = None,
-            on_done: Callable[[SupernetResult], None] | None = None, should_stop: Callable[[], bool] | None = None) -> list[Proposal]:
+def supernets_to_run(study, space, sspace: SupernetSpace, seed: int) -> list[float]:
+    """The size weights whose supernet the study has not recorded with these settings."""
+    recorded = [r.get("key") for r in supernet_records(study)]
+    return [lam for lam in space.search.lambdas if supernet_key(space, sspace, lam, seed) not in recorded]
+
+
+def propose(study, space, real: torch.Tensor, seed: int, events: Events | None = None, should_stop: Callable[[], bool] | None = None,
+            on_done: Callable[[SupernetResult], None] | None = None) -> list[Proposal]:
     """One supernet per `space.search.lambdas`, each one's `derive` most probable specs enqueued
     into `study` with their provenance (a spec the study has is not enqueued again). A supernet
     already recorded in the study with the same settings is not run again, so a stopped
-    search resumes where it stopped."""
-    from gas_nas.supernet import supernet_space
+    search resumes where it stopped. `events` hears a bar over the phase and a line per alpha report."""
+    from gas_nas.supernet import supernet_space, uniform_entropy
 
+    events = events or Events()
     sspace = supernet_space(space)
+    uniform = uniform_entropy(sspace)
+    todo = supernets_to_run(study, space, sspace, seed)
     out: list[Proposal] = []
-    for lam in space.search.lambdas:
-        key = supernet_key(space, lam, seed)
-        if any(r.get("key") == key for r in supernet_records(study)):
-            continue
-        if on_supernet is not None:
-            on_supernet(lam)
-        result = run_supernet(sspace, space.train, real, lam, seed, derive=space.search.derive,
-                              on_iteration=on_iteration, on_report=on_report, should_stop=should_stop)
-        placed = enqueue_proposals(study, space, [(d.spec, result.provenance(d)) for d in result.derived])
-        add_supernet_record(study, {"key": key, "seconds": round(result.seconds, 1), "probs": result.probs, "entropy": result.entropy,
-                                    "trials": [number for number, _ in placed]})
-        out += [Proposal(lam, d, number, new) for d, (number, new) in zip(result.derived, placed)]
-        if on_done is not None:
-            on_done(result)
+
+    def report(r: Report) -> None:
+        events.say(f"  {r.iteration}/{r.iterations}: argmax {mixed_axes(r.argmax)}; alpha entropy {r.entropy:.2f} nats (uniform {uniform:.2f}); outer loss {r.outer:.4f}")
+
+    with events.supernets(len(todo), space.train.iterations) as bar:
+        for lam in todo:
+            bar.next(f"supernet lambda {lam:g}")
+            events.say(f"supernet lambda {lam:g}: {space.train.iterations} iterations (a quarter warm-up, then weight and alpha steps alternate)")
+            result = run_supernet(sspace, space.train, real, lam, seed, derive=space.search.derive,
+                                  on_iteration=bar.on_iteration, on_report=report, should_stop=should_stop)
+            placed = enqueue_proposals(study, space, [(d.spec, result.provenance(d)) for d in result.derived])
+            add_supernet_record(study, {"key": supernet_key(space, sspace, lam, seed), "seconds": round(result.seconds, 1), "probs": result.probs,
+                                        "entropy": result.entropy, "trials": [number for number, _ in placed]})
+            out += [Proposal(lam, d, number, new) for d, (number, new) in zip(result.derived, placed)]
+            events.say(f"supernet lambda {lam:g} took {human_time(result.seconds)}")
+            if on_done is not None:
+                on_done(result)
     return out
 
 
-def fixed_line(space) -> str:
-    """What one supernet run mixes and what it holds fixed (printed before it starts)."""
-    from gas_nas.supernet import FIXED, supernet_space
+def mixed_axes(spec: DiscriminatorSpec) -> str:
+    """A discriminator in the words of the axes a supernet mixes."""
+    layer = ("depthwise-separable" if spec.conv == "depthwise_separable" else "standard") + (" inception" if spec.inception else "")
+    return f"{layer}, {spec.downsample}, base {spec.base_filters}, depth {spec.depth}"
 
-    sspace = supernet_space(space)
+
+def fixed_line(sspace: SupernetSpace) -> str:
+    """What one supernet run mixes and what it holds fixed (printed before it starts)."""
+    from gas_nas.supernet import FIXED
+
     mixed = ", ".join(f"{a} ({len(sspace.candidates(a))})" for a in sspace.mixed)
     fixed = ", ".join(f"{k}={sspace.fixed[k]}" for k in FIXED)
     return f"supernet mixes {mixed}; fixed at the space's defaults: {fixed}"
+
+
+def unsupported_recipe(train: TrainConfig) -> str:
+    """Why a supernet cannot train with this recipe ("" when it can): its loop has the recipe's
+    losses, schedule and optimiser, not a teacher's term nor one-stage updates, and a supernet
+    trained without them would propose for another recipe than the trials train with."""
+    recipe = get_recipe(train.recipe)
+    if recipe.one_stage_scale is not None:
+        return f"--strategy differentiable: recipe {recipe.name} uses one-stage updates, which the supernet's loop does not have; search it with --strategy optuna"
+    if recipe.has_teacher and train.teacher_weight:
+        return f"--strategy differentiable: recipe {recipe.name} adds a teacher's term to G's loss, which the supernet's loop does not have; search it with --strategy optuna"
+    return ""
 
 
 # ---------------------------------------------------------------- the outer objective, checked
@@ -349,7 +375,7 @@ def best_response_d_loss(D: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.
     return held_out_d_loss(D, best, images, z)
 
 
-__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "propose", "STRATEGY", "SupernetResult", "best_response_d_loss", "calibrated_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]
+__all__ = ["ArchWeights", "Derived", "Proposal", "Report", "fixed_line", "mixed_axes", "propose", "supernets_to_run", "unsupported_recipe", "STRATEGY", "SupernetResult", "best_response_d_loss", "calibrated_d_loss", "held_out_d_loss", "run_supernet", "schedule", "supernet_key"]
 
 
 # ---------------------------------------------------------------- the strategy's records in the study

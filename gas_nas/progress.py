@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
+from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from gas_nas.dashboard import no_feasible
+from gas_nas.events import Events, NullBar, human_time
 from gas_nas.record import INTERRUPTED, TrialRecord
 
 WARM_SHARE = 10  # a cohort's iteration rate is trusted once a tenth of its iterations ran (the first ones are slow)
@@ -215,27 +216,6 @@ class _LeftColumn(ProgressColumn):
         return Text("" if seconds is None else f"about {human_time(seconds)} left", style="progress.remaining")
 
 
-def human_time(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-SLOW_SEARCH_S = 3600.0  # a search expected to run longer than this gets a hint before its first trial
-
-
-def slow_search_hint(trial_seconds: float, trials: int, iterations: int) -> str:
-    """Before a CPU search: how long a trial takes here (the bars start from the same figure),
-    and, for a search of over an hour, how to take a quick look first."""
-    line = (f"on this machine a trial of the original GAS discriminator at {iterations} iterations takes about {human_time(trial_seconds)}, "
-            f"so {trials} trials take about {human_time(trial_seconds * trials)}")
-    if trial_seconds * trials < SLOW_SEARCH_S:
-        return line
-    return f"{line}; --iterations {max(iterations // 20, 1)} gives a quick look first"
-
-
 class SupernetProgress:
     """The differentiable strategy's supernet phase on one bar: its label names the supernet,
     and its "left" column estimates the whole phase (this supernet's iterations left and every
@@ -294,20 +274,6 @@ class _PhaseLeftColumn(ProgressColumn):
         return Text("" if seconds is None else f"about {human_time(seconds)} left in the supernet phase", style="progress.remaining")
 
 
-def study_status(study: optuna.Study) -> str:
-    """What the study holds before this process runs: new (paper cases queued) or counts by state."""
-    trials = study.get_trials(deepcopy=False)
-    queued = [t for t in trials if t.state == TrialState.WAITING]
-    cases = sum(1 for t in queued if TrialRecord.of(t).case)
-    if len(queued) == len(trials):
-        return f"new study; the {cases} paper cases are queued as its first trials" if cases == len(queued) else f"new study; {len(queued)} trials queued"
-    counts = Counter("failed" if t.state == TrialState.FAIL else t.state.name.lower() for t in trials if t.state != TrialState.WAITING)
-    line = ", ".join(f"{n} {state}" for state, n in counts.items())
-    if queued:
-        line += f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "")
-    return line
-
-
 def no_feasible_line(study: optuna.Study) -> str | None:
     """When the front is empty: say so, and which complete trial came closest (fewest failed
     checks, then lowest Fréchet distance) with its reasons."""
@@ -332,3 +298,61 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
         verdict = "feasible" if r.feasible else f"infeasible ({r.infeasible_reason})"
         return f"{head} {vals}{quality} {verdict}"
     return f"{head}: {r.fail_reason or 'no reason recorded'}"
+
+
+class TerminalEvents(Events):
+    """A run's events on a terminal: lines through rich (one line each, however narrow the
+    terminal), bars when it is a terminal. Quiet: no lines, and the bars' plain lines only for
+    failures (SearchProgress's rule). `say` overrides where lines go (`train --json`: stderr)."""
+
+    def __init__(self, console: Console, quiet: bool = False, say: Callable[[str], None] | None = None):
+        self.console, self.quiet = console, quiet
+        self._say = say
+
+    def say(self, line: str) -> None:
+        if self._say is not None:
+            self._say(line)
+        elif not self.quiet and line:
+            self.console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    def supernets(self, count: int, iterations: int) -> SupernetProgress:
+        return SupernetProgress(self.console, count, iterations, quiet=self.quiet)
+
+    def proposals(self, proposals: list) -> None:
+        from rich.table import Table
+
+        from gas_nas.differentiable import mixed_axes
+
+        if self.quiet or not proposals:
+            return
+        table = Table(title="trials proposed by the supernets")
+        for column in ("lambda", "rank", "discriminator", "probability", "trial"):
+            table.add_column(column, justify="left" if column == "discriminator" else "right")
+        for p in proposals:
+            table.add_row(f"{p.lam:g}", str(p.derived.rank), mixed_axes(p.derived.spec), f"{p.derived.probability:.3f}",
+                          f"#{p.trial} queued" if p.enqueued else f"#{p.trial} (already in the study)")
+        self.console.print(table)
+
+    def trials(self, total: int | None, until: int | None, prior: float | None) -> SearchProgress:
+        return SearchProgress(self.console, total, quiet=self.quiet, until=until, prior=prior)
+
+    def training(self, iterations: int) -> _TrainingBar:
+        return _TrainingBar(iteration_bar(self.console, quiet=self.quiet), iterations)
+
+
+class _TrainingBar(NullBar):
+    """One training's iterations on `iteration_bar`, moved by the trainer's progress hook."""
+
+    def __init__(self, bar: Progress, iterations: int):
+        self.bar, self.iterations = bar, iterations
+
+    def __enter__(self) -> _TrainingBar:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("training", total=self.iterations)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def on_iteration(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done)

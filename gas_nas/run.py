@@ -17,13 +17,14 @@ from typing import Any
 
 from gas_nas.argtypes import MAX_SEED
 from gas_nas.errors import GasNasError
+from gas_nas.events import Events, human_time
 
 
 @dataclass
 class SearchRequest:
     """A search as a user asks for it, in the CLI's words (None: the space's or study's value)."""
 
-    space: str | None = None
+    space: Any = None  # a YAML path, or a SearchSpace a script built (its train and quality keys are the study's)
     storage: str | None = None  # None: $GAS_NAS_STORAGE, else sqlite:///studies/gas.db
     study: str | None = None
     artifacts: str | None = None
@@ -96,7 +97,8 @@ def train_config(req: Any, space, arch: str | None = None):
     """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
     from gas_nas.spec import resolve_train, train_section
 
-    layers = [("space", train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
+    built = not isinstance(req.space, (str, type(None)))  # a SearchSpace a script built: its own train keys
+    layers = [("space", space.train.to_dict() if built else train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
     layers += [(flag, {key: getattr(req, key)}) for key, flag in TRAIN_FLAGS.items() if getattr(req, key) is not None]
     if req.teacher:  # recorded with the trials: absolute, as relative paths in files are resolved against the file
         layers[-1] = ("--teacher", {"teacher": str(Path(req.teacher).expanduser().absolute())})
@@ -202,8 +204,8 @@ class PreparedSearch:
     artifacts: str
     train_line: str  # which training keys came from where
     resume: str  # the command that continues this study the same way
-    differentiable: bool
-    supernet_line: str = ""
+    strategy: Any  # gas_nas.strategies.Strategy
+    strategy_line: str = ""  # what the strategy says before it runs ("" for nothing)
 
 
 def prepare_search(req: Any) -> PreparedSearch:
@@ -218,22 +220,17 @@ def prepare_search(req: Any) -> PreparedSearch:
     from gas_nas.settings import StudySettings, keep_settings
     from gas_nas.space import load_space
     from gas_nas.storage import DEFAULT_ARTIFACTS, check_openable, redact
+    from gas_nas.strategies import get_strategy
     from gas_nas.train import auto_cohort
     from gas_nas.workers import divide
 
-    supernet_line = ""
     artifacts = str(check_output_dir(req.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
-    space = load_space(req.space)
+    space = load_space(req.space) if isinstance(req.space, (str, type(None))) else req.space
     train, line = train_config(req, space)
     search = {k: v for k, v in (("strategy", req.strategy), ("lambdas", req.lambdas)) if v is not None}
     space = dataclasses.replace(space, train=train, search=dataclasses.replace(space.search, **search))
-    differentiable = space.search.strategy == "differentiable"
-    if differentiable:
-        from gas_nas.differentiable import fixed_line
-
-        supernet_line = fixed_line(space)  # a space the supernet cannot represent: one line, before any work
-        if req.jobs > 1 or req.until:
-            raise GasNasError("--strategy differentiable runs its supernets in one process: drop --jobs and --until")
+    strategy = get_strategy(space.search.strategy)
+    strategy_line = strategy.check(space, req)  # a combination it cannot run: one line, before any work
     n_trials = req.trials if req.trials or req.until else 50
     storage = storage_url(req)
     study_name = req.study or space.name
@@ -254,8 +251,167 @@ def prepare_search(req: Any) -> PreparedSearch:
     res = load_resources(device, req.data_dir, teacher=teacher)
     memory = available(device, share=plan[0].memory_share)  # once, with MNIST loaded: what every cohort is checked against
     where = f" --storage {redact(storage)}" if req.storage else ""  # from $GAS_NAS_STORAGE: it still holds the password
-    resume = f"gas-nas search{where} --study {study_name}" + "".join(f" {flag} {getattr(req, key)}" for key, flag in RESUME_FLAGS.items() if getattr(req, key) is not None)
-    resume += " --strategy differentiable" if differentiable else ""
+    resume = f"gas-nas search{where} --study {study_name}" + "".join(f" {flag} {getattr(req, key)}" for key, flag in RESUME_FLAGS.items() if isinstance(getattr(req, key), (str, int, float)))
+    resume += f" --strategy {strategy.name}" if strategy.propose is not None else ""
     resume += f" --lambdas {','.join(f'{v:g}' for v in req.lambdas)}" if req.lambdas else ""
     return PreparedSearch(space, study, storage, study_name, device, plan, res, memory, seed, cohort, setting == "auto", n_trials, artifacts,
-                          line, resume, differentiable, supernet_line)
+                          line, resume, strategy, strategy_line)
+
+
+SLOW_SEARCH_S = 3600.0  # a search expected to run longer than this gets a hint before its first trial
+
+
+def slow_search_hint(trial_seconds: float, trials: int, iterations: int) -> str:
+    """Before a CPU search: how long a trial takes here (the bars start from the same figure),
+    and, for a search of over an hour, how to take a quick look first."""
+    line = (f"on this machine a trial of the original GAS discriminator at {iterations} iterations takes about {human_time(trial_seconds)}, "
+            f"so {trials} trials take about {human_time(trial_seconds * trials)}")
+    if trial_seconds * trials < SLOW_SEARCH_S:
+        return line
+    return f"{line}; --iterations {max(iterations // 20, 1)} gives a quick look first"
+
+
+def study_status(study) -> str:
+    """What the study holds before this process runs: new (paper cases queued) or counts by state."""
+    from collections import Counter
+
+    import optuna
+
+    from gas_nas.record import TrialRecord
+
+    trials = study.get_trials(deepcopy=False)
+    queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    cases = sum(1 for t in queued if TrialRecord.of(t).case)
+    if len(queued) == len(trials):
+        return f"new study; the {cases} paper cases are queued as its first trials" if cases == len(queued) else f"new study; {len(queued)} trials queued"
+    counts = Counter("failed" if t.state == optuna.trial.TrialState.FAIL else t.state.name.lower() for t in trials if t.state != optuna.trial.TrialState.WAITING)
+    line = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if queued:
+        line += f"; {len(queued)} queued" + (f" ({cases} paper cases)" if cases else "")
+    return line
+
+
+@dataclass
+class SearchEnd:
+    """How a search run ended: exit code 0, or why not in one line (without the "gas-nas:" prefix)."""
+
+    study: Any
+    code: int = 0
+    message: str = ""
+    stopped: bool = False  # by Ctrl-C or SIGTERM: the front is not this run's last word
+
+
+def search(req: Any, events: Events | None = None) -> SearchEnd:
+    """A whole `gas-nas search`: prepare (every refusal before any write), the strategy's own
+    proposals, then the trials, with extra workers for --jobs; Ctrl-C or SIGTERM ends it cleanly."""
+    from gas_nas.interrupt import Interrupted, StopRequest
+
+    events = events or Events()
+    ready = prepare_search(req)
+    say_settings(ready, events)
+    n_trials = ready.n_trials
+    if ready.strategy.propose is not None:
+        events.say(ready.strategy_line)
+        stop = StopRequest()
+        try:
+            with stop:
+                waiting = ready.strategy.propose(ready.study, ready.space, ready.res, ready.seed, events, stop)
+        except (Interrupted, KeyboardInterrupt):
+            return SearchEnd(ready.study, stop.exit_code, f"stopped by {stop.name or 'SIGINT'} during {ready.strategy.phase}; no trial was running, "
+                                                          f"the finished proposals' trials are queued. Resume with: {ready.resume}", stopped=True)
+        n_trials = req.trials or waiting
+        if not n_trials:
+            return SearchEnd(ready.study)
+    return run_trials(ready, events, n_trials, until=req.until, req=req)
+
+
+def say_settings(ready: PreparedSearch, events: Events) -> None:
+    """The lines before a search: training keys, the study, the guard, memory, workers."""
+    from gas_nas.search import guard_line
+    from gas_nas.storage import redact
+
+    events.say(ready.train_line)
+    events.say(f"study {ready.study_name!r} in {redact(ready.storage)}: {study_status(ready.study)}; device {ready.device}, cohort {ready.cohort}"
+               + (" (auto)" if ready.cohort_auto else ""))
+    events.say(guard_line(ready.study, ready.space))
+    if ready.memory is not None:
+        events.say(f"memory: {ready.memory.describe()}; a cohort that would not fit is split, a trial that would not fit alone fails")
+    if len(ready.plan) > 1:
+        events.say(f"{len(ready.plan)} workers:" + "".join(f"\n  {w.describe()}" for w in ready.plan))
+
+
+def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: int | None = None, *, until: int | None = None, req: Any = None,
+               on_trial_start: Any = None) -> SearchEnd:
+    """The trial loop of a prepared search: `n_trials` trials (the paper cases first, all of them
+    while the relative guard waits on them), or until the study has `until` complete ones; with
+    `req`, --jobs' extra workers run beside this process."""
+    import optuna
+
+    from gas_nas.interrupt import Interrupted, StopRequest
+    from gas_nas.search import SearchOptions, cases_to_settle, run_search
+
+    events = events or Events()
+    space, study = ready.space, ready.study
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if n_trials and not until and cases_to_settle(study, space) > n_trials:
+        n_trials = cases_to_settle(study, space)
+        events.say(f"the relative guard is settled by the paper cases, so this run trains all {n_trials} of them first")
+    prior = None if events.quiet else trial_seconds(space, ready.res, ready.device)
+    if prior is not None:
+        events.say(slow_search_hint(prior, max(until - complete, 0) if until else n_trials, space.train.iterations))
+    with events.trials(n_trials or until, until, prior) as bar:
+        stop = StopRequest()
+        opts = SearchOptions(seed=ready.seed, artifacts=ready.artifacts, cohort=ready.cohort, memory=ready.memory, on_iteration=bar.on_iteration,
+                             on_cohort_start=bar.on_cohort_start, on_held=bar.on_held, on_trial_start=on_trial_start, should_stop=stop, callbacks=[bar])
+        workers = start_workers(req, ready.plan, ready.storage, ready.study_name, n_trials, ready.seed) if req is not None else []
+        try:
+            with stop:
+                run_search(study, space, opts, ready.res, n_trials=n_trials if not until else None, until=until)
+        except (Interrupted, KeyboardInterrupt):
+            for w in workers:
+                w.wait()
+            return SearchEnd(study, stop.exit_code, f"stopped by {stop.name or 'SIGINT'}; the running trials are marked FAIL (interrupted) and paper cases queued again. "
+                                                    f"Resume with: {ready.resume}", stopped=True)
+    failed = [w.args for w in workers if w.wait() != 0]
+    if failed:
+        return SearchEnd(study, 1, f"{len(failed)} of {len(ready.plan) - 1} extra workers failed (see their messages above)")
+    return SearchEnd(study)
+
+
+@dataclass
+class Trained:
+    """A finished `gas-nas train`: the outcome, the files written and the guard's reasons."""
+
+    outcome: Any  # gas_nas.results.TrialOutcome
+    paths: dict
+    reasons: list[str]  # why the quality guard fails it ([] passes)
+
+
+def train(req: Any, events: Events | None = None) -> Trained:
+    """A whole `gas-nas train`: the arch file's spec with the precedence of training keys, its
+    seed, every check before MNIST loads (memory, data, teacher), one training, its files."""
+    from gas_nas.guard import violations
+    from gas_nas.memory import available
+    from gas_nas.paths import check_output_dir
+    from gas_nas.report import save_trial
+    from gas_nas.search import load_resources
+    from gas_nas.space import load_space
+    from gas_nas.spec import load_arch
+    from gas_nas.train import run_trial
+
+    events = events or Events()
+    check_output_dir(req.out, "--out")
+    spec, _, meta = load_arch(req.arch)
+    space = load_space(req.space)
+    config, line = train_config(req, space, req.arch)
+    seed, seed_line = train_seed(req, meta)
+    device = torch_device(req.device)
+    check_memory([spec], config, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
+    check_data(req)
+    res = load_resources(device, req.data_dir, teacher=teacher_for(config, device, req))
+    events.say(f"{line}; {seed_line}")
+    with events.training(config.iterations) as bar:
+        outcome = run_trial(spec, config, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed,
+                            progress=bar.on_iteration, teacher=res.teacher)
+    paths = save_trial(outcome, req.out, spec, config, title=Path(req.arch).stem)
+    return Trained(outcome, paths, violations(outcome.metrics, space.quality))

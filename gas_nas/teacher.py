@@ -139,7 +139,8 @@ def load_default_teacher(
     from rich.console import Console
 
     from gas_nas.data import load_mnist
-    from gas_nas.progress import human_time, iteration_bar
+    from gas_nas.events import human_time
+    from gas_nas.progress import iteration_bar
     from gas_nas.train import seconds_per_trial, train_gan
 
     spec, train, seed = default_recipe()

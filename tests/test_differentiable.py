@@ -113,6 +113,15 @@ def test_a_space_the_supernet_cannot_mix_is_refused_before_the_study_is_written(
     assert not (tmp_path / "x.db").exists()
 
 
+@pytest.mark.parametrize("recipe, words", [("osgan", "one-stage updates"), ("dgl", "teacher")])
+def test_a_recipe_the_supernet_cannot_train_is_refused_before_anything_runs(recipe, words, tmp_path, cli_env):
+    """The supernet's loop has the recipe's losses, schedule and optimiser only: a recipe with
+    one-stage updates or a teacher is refused in one line, no study, no teacher training."""
+    proc = gas_nas(["search", "--storage", f"sqlite:///{tmp_path}/x.db", "--strategy", "differentiable", "--recipe", recipe], cli_env, tmp_path)
+    assert proc.returncode == 2 and words in proc.stderr and "--strategy optuna" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()
+
+
 def test_sigterm_during_the_supernet_phase_leaves_a_clean_resumable_study(tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 150})  # the resume keeps the study's budget
     storage = f"sqlite:///{tmp_path}/i.db"

@@ -12,7 +12,9 @@ import gas_nas
 
 PACKAGE = Path(gas_nas.__file__).parent
 CORE = {"models", "train", "metrics", "recipes", "sparsity", "spec", "results", "data", "balance", "discrimination", "graphs", "supernet", "guard"}
-ABOVE_CORE = {"cli", "search", "dashboard", "progress", "confirm", "confirmation", "differentiable", "workers", "bookkeeping", "settings", "storage", "record"}
+ABOVE_CORE = {"cli", "run", "strategies", "search", "dashboard", "progress", "confirm", "confirmation", "differentiable", "workers", "bookkeeping", "settings",
+              "storage", "record"}
+TERMINAL = {"cli", "progress"}  # what draws on a terminal: the library layer (run) and the strategies only send events
 
 
 def imports() -> dict[str, set[str]]:
@@ -64,6 +66,23 @@ def test_imports_point_down():
     assert not upward, f"the training core imports the study, search or UI layers: {upward}"
 
 
+def test_the_library_layer_and_the_strategies_never_draw():
+    graph = imports()
+    assert {"run", "strategies", "events"} <= set(graph)
+    drawing = {m: sorted(graph[m] & TERMINAL) for m in ("run", "strategies", "differentiable", "search", "events") if graph[m] & TERMINAL}
+    assert not drawing, f"these send events, the terminal draws them: {drawing}"
+
+
+def test_every_strategy_the_space_accepts_is_registered():
+    """A space's `search.strategy` is validated against the names the registry runs, no fewer, no more."""
+    from typing import get_args, get_type_hints
+
+    from gas_nas.spec import SearchConfig
+    from gas_nas.strategies import STRATEGIES
+
+    assert set(get_args(get_type_hints(SearchConfig)["strategy"])) == set(STRATEGIES)
+
+
 def test_scripts_use_the_library_not_the_cli_module():
     """docs/*.py and benchmarks/*.py call gas-nas as a library (or run `gas-nas` as a user
     would); none imports gas_nas.cli, which only parses flags and prints."""
@@ -73,4 +92,19 @@ def test_scripts_use_the_library_not_the_cli_module():
     offenders = [str(p.relative_to(root)) for p in scripts
                  if any(isinstance(n, ast.ImportFrom) and n.module == "gas_nas.cli" or isinstance(n, ast.Import) and any(a.name == "gas_nas.cli" for a in n.names)
                         for n in ast.walk(ast.parse(p.read_text())))]
+    assert not offenders, offenders
+
+
+def test_scripts_open_searches_through_the_library_layer():
+    """docs scripts and benchmarks open and run searches with gas_nas.run (storage, device, data,
+    settings, study, resources in one place), never by calling the search module's pieces;
+    benchmarks/bookkeeping.py alone drives the trial loop itself, with training faked, because
+    the loop's own cost is what it measures."""
+    root = PACKAGE.parent
+    pieces = {"open_study", "run_search"}
+    offenders = []
+    for path in sorted((root / "docs").glob("*.py")) + sorted((root / "benchmarks").glob("*.py")):
+        names = {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module == "gas_nas.search" for a in n.names}
+        if names & pieces and path.name != "bookkeeping.py":
+            offenders.append(f"{path.relative_to(root)}: {sorted(names & pieces)}")
     assert not offenders, offenders

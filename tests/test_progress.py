@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gas_nas.progress import human_time, slow_search_hint
+from gas_nas.events import human_time
+from gas_nas.run import slow_search_hint
 
 
 def test_long_search_gets_one_hint_with_trial_time_total_and_a_quick_budget():
