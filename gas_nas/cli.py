@@ -22,7 +22,7 @@ from gas_nas import __version__
 from gas_nas import run
 from gas_nas.argtypes import MAX_SEED, MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
 from gas_nas.errors import GasNasError
-from gas_nas.paths import check_output_dir, check_output_file
+from gas_nas.paths import check_output_dir
 from gas_nas.strategies import STRATEGIES
 from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
 
@@ -269,45 +269,12 @@ class Export(Command):
         parser.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     def run(self, args, console):
-        from gas_nas.confirmation import confirmations
-        from gas_nas.record import TrialRecord
-        from gas_nas.search import load_existing, pick_trial, trial_spec
-        from gas_nas.spec import TrainConfig, save_arch
-        from gas_nas.storage import redact
-
-        check_output_file(args.output, "--output", force=args.force)
-        storage = run.storage_url(args)
-        study = load_existing(storage, args.study)
-        if args.pick:
-            trial, used = pick_trial(study, args.pick)
-            console.print(f"--pick {args.pick}: trial {trial.number}, by {used}", soft_wrap=True, markup=False)
-        else:
-            match = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
-            if not match:
-                raise GasNasError(f"study {study.study_name!r} has no trial {args.trial} (it has {len(study.trials)})")
-            trial = match[0]
-        record = TrialRecord.of(trial)
-        if trial.state.name != "COMPLETE":
-            reason = record.fail_reason
-            raise GasNasError(f"trial {trial.number} is {trial.state.name}{': ' + reason if reason else ''}; only a COMPLETE trial has a trained result to export")
-        if record.feasible is False:
-            why = record.infeasible_reason or "quality guard"
-            print(f"gas-nas: warning: trial {trial.number} is infeasible ({why}); exporting it anyway", file=sys.stderr)
-        spec = trial_spec(trial)
-        names = study.metric_names or []
-        m = record.metrics
-        meta = {
-            "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
-            "case": record.case, "pick": args.pick,
-            "objectives": dict(zip(names, trial.values or [])),
-            "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "d_auc", "iterations", "seed", "cohort")} if m else {}) | {"feasible": record.feasible},
-        }
-        confirmed = confirmations(study).get(trial.number)
-        if confirmed is not None:
-            meta["confirmed"] = confirmed.to_dict(names)  # the seeds' values; metrics stay the trial's own (train --arch rebuilds those)
-        train = TrainConfig.from_dict(record.train) if record.train else None
-        path = save_arch(args.output, spec, train, meta)
-        console.print(f"wrote trial {trial.number} of {study.study_name!r} to {path}")
+        done = run.export(args)
+        if done.pick_line:
+            console.print(done.pick_line, soft_wrap=True, markup=False)
+        if done.warning:
+            print(f"gas-nas: warning: {done.warning}", file=sys.stderr)
+        console.print(f"wrote trial {done.trial} of {done.study_name!r} to {done.path}")
         return 0
 
 
@@ -327,45 +294,15 @@ class Confirm(Command):
         parser.add_argument("--quiet", action="store_true", help="no line per retraining")
 
     def run(self, args, console):
-        from gas_nas.confirm import plan_confirm, queue, run_confirm
-        from gas_nas.confirmation import confirmations
-        from gas_nas.interrupt import Interrupted, StopRequest
-        from gas_nas.memory import available
-        from gas_nas.search import SearchOptions, load_existing, load_resources
-        from gas_nas.spec import QualityConfig
-        from gas_nas.train import auto_cohort
+        from gas_nas.progress import TerminalEvents
 
-        study = load_existing(run.storage_url(args), args.study)
-        plan = plan_confirm(study, args.trials, args.seeds, QualityConfig())
-        device = run.torch_device(args.device)
-        run.check_data(args)
-        teacher = run.teacher_for(plan.train, device, args)
-        cohort = args.cohort if isinstance(args.cohort, int) else auto_cohort(device, plan.train, 1, teacher.module if teacher else None)
-        comp, todo = queue(study, plan)
-        if not args.quiet:
-            console.print(f"confirming {len(plan.trials)} trial(s) of {study.study_name!r} ({', '.join(str(t.number) for t in plan.trials)}) with {plan.seeds} seeds each "
-                          f"at {plan.train.iterations} iterations: {todo} retraining(s) to run; {plan.guard.describe()}", soft_wrap=True, markup=False)
-        res = load_resources(device, args.data_dir, teacher=teacher)
-        stop = StopRequest()
-        opts = SearchOptions(cohort=cohort, memory=available(device), should_stop=stop)
-        names = study.metric_names or []
-
-        def done(number, seed, record):
-            if args.quiet:
-                return
-            m = record.metrics
-            verdict = record.fail_reason or ("feasible" if record.feasible else f"infeasible: {record.infeasible_reason}")
-            console.print(f"trial {number} seed {seed}: " + (f"imbalance {m.imbalance:.4g}, FID {m.fid:.1f}, D AUC {m.d_auc:.2f}; " if m else "") + verdict, soft_wrap=True, markup=False)
-
-        try:
-            with stop:
-                run_confirm(study, plan, res, opts, on_done=done)
-        except (Interrupted, KeyboardInterrupt):
-            print(f"gas-nas: stopped by {stop.name or 'SIGINT'}; finished retrainings are kept, the running ones queued again. Resume with the same command", file=sys.stderr)
-            return stop.exit_code
-        found = confirmations(study)
-        for t in plan.trials:
-            c = found.get(t.number)
+        end = run.confirm(args, TerminalEvents(console, quiet=args.quiet))
+        if end.stopped:
+            print(f"gas-nas: {end.message}", file=sys.stderr)
+            return end.code
+        names = end.study.metric_names or []
+        for t in end.trials:
+            c = end.found.get(t.number)
             if c is not None:
                 console.print(f"trial {t.number}: {'kept' if c.kept else 'refuted'}; {c.describe(names)}", soft_wrap=True, markup=False)
         return 0

@@ -415,3 +415,109 @@ def train(req: Any, events: Events | None = None) -> Trained:
                             progress=bar.on_iteration, teacher=res.teacher)
     paths = save_trial(outcome, req.out, spec, config, title=Path(req.arch).stem)
     return Trained(outcome, paths, violations(outcome.metrics, space.quality))
+
+
+@dataclass
+class Confirmed:
+    """A finished (or stopped) `gas-nas confirm`: the trials it confirmed and what their seeds say."""
+
+    study: Any
+    trials: list  # FrozenTrial: the study's trials confirmed
+    found: dict  # trial number -> gas_nas.confirmation.Confirmation
+    code: int = 0
+    message: str = ""
+    stopped: bool = False
+
+
+def confirm(req: Any, events: Events | None = None) -> Confirmed:
+    """A whole `gas-nas confirm`: which trials, every check before training (data, teacher), the
+    retrainings queued in the companion study and run; Ctrl-C keeps the finished ones."""
+    from gas_nas.confirm import plan_confirm, queue, run_confirm
+    from gas_nas.confirmation import confirmations
+    from gas_nas.interrupt import Interrupted, StopRequest
+    from gas_nas.memory import available
+    from gas_nas.search import SearchOptions, load_existing, load_resources
+    from gas_nas.spec import QualityConfig
+    from gas_nas.train import auto_cohort
+
+    events = events or Events()
+    study = load_existing(storage_url(req), req.study)
+    plan = plan_confirm(study, req.trials, req.seeds, QualityConfig())
+    device = torch_device(req.device)
+    check_data(req)
+    teacher = teacher_for(plan.train, device, req)
+    cohort = req.cohort if isinstance(req.cohort, int) else auto_cohort(device, plan.train, 1, teacher.module if teacher else None)
+    _, todo = queue(study, plan)
+    events.say(f"confirming {len(plan.trials)} trial(s) of {study.study_name!r} ({', '.join(str(t.number) for t in plan.trials)}) with {plan.seeds} seeds each "
+               f"at {plan.train.iterations} iterations: {todo} retraining(s) to run; {plan.guard.describe()}")
+    res = load_resources(device, req.data_dir, teacher=teacher)
+    stop = StopRequest()
+    opts = SearchOptions(cohort=cohort, memory=available(device), should_stop=stop)
+
+    def done(number, seed, record):
+        m = record.metrics
+        verdict = record.fail_reason or ("feasible" if record.feasible else f"infeasible: {record.infeasible_reason}")
+        events.say(f"trial {number} seed {seed}: " + (f"imbalance {m.imbalance:.4g}, FID {m.fid:.1f}, D AUC {m.d_auc:.2f}; " if m else "") + verdict)
+
+    try:
+        with stop:
+            run_confirm(study, plan, res, opts, on_done=done)
+    except (Interrupted, KeyboardInterrupt):
+        return Confirmed(study, plan.trials, {}, stop.exit_code, f"stopped by {stop.name or 'SIGINT'}; finished retrainings are kept, the running ones queued again. "
+                                                                 "Resume with the same command", stopped=True)
+    return Confirmed(study, plan.trials, confirmations(study))
+
+
+@dataclass
+class Exported:
+    """A written `gas-nas export`: which trial, where, and what a user should hear about it."""
+
+    trial: int
+    study_name: str
+    path: Path
+    pick_line: str = ""  # --pick: the trial it chose and by which values
+    warning: str = ""  # an infeasible trial exported anyway
+
+
+def export(req: Any) -> Exported:
+    """The trial `--trial` or `--pick` names, written as architecture YAML that `gas-nas train
+    --arch` rebuilds, with its study, objectives, metrics and (where confirmed) its seeds' values."""
+    from gas_nas.confirmation import confirmations
+    from gas_nas.paths import check_output_file
+    from gas_nas.record import TrialRecord
+    from gas_nas.search import load_existing, pick_trial, trial_spec
+    from gas_nas.spec import TrainConfig, save_arch
+    from gas_nas.storage import redact
+
+    check_output_file(req.output, "--output", force=req.force)
+    storage = storage_url(req)
+    study = load_existing(storage, req.study)
+    pick_line = ""
+    if req.pick:
+        trial, used = pick_trial(study, req.pick)
+        pick_line = f"--pick {req.pick}: trial {trial.number}, by {used}"
+    else:
+        match = [t for t in study.get_trials(deepcopy=False) if t.number == req.trial]
+        if not match:
+            raise GasNasError(f"study {study.study_name!r} has no trial {req.trial} (it has {len(study.trials)})")
+        trial = match[0]
+    record = TrialRecord.of(trial)
+    if trial.state.name != "COMPLETE":
+        reason = record.fail_reason
+        raise GasNasError(f"trial {trial.number} is {trial.state.name}{': ' + reason if reason else ''}; only a COMPLETE trial has a trained result to export")
+    warning = f"trial {trial.number} is infeasible ({record.infeasible_reason or 'quality guard'}); exporting it anyway" if record.feasible is False else ""
+    names = study.metric_names or []
+    m = record.metrics
+    meta = {
+        "study": study.study_name, "storage": redact(storage), "trial": trial.number, "state": trial.state.name,
+        "case": record.case, "pick": req.pick,
+        "objectives": dict(zip(names, trial.values or [])),
+        "metrics": ({k: getattr(m, k) for k in ("d_params", "d_param_mb", "imbalance", "fid", "classes", "entropy", "d_auc", "iterations", "seed", "cohort")} if m else {})
+        | {"feasible": record.feasible},
+    }
+    confirmed = confirmations(study).get(trial.number)
+    if confirmed is not None:
+        meta["confirmed"] = confirmed.to_dict(names)  # the seeds' values; metrics stay the trial's own (train --arch rebuilds those)
+    train = TrainConfig.from_dict(record.train) if record.train else None
+    path = save_arch(req.output, trial_spec(trial), train, meta)
+    return Exported(trial.number, study.study_name, path, pick_line, warning)
