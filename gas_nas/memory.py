@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
-from gas_nas.workers import MEMORY_SHARE_VAR
 
+MEMORY_SHARE_VAR = "GAS_NAS_MEMORY_SHARE"  # set by gas_nas.workers for --jobs: what this process finds is divided by it
 MB = 2**20
 GB = 2**30
 IMAGE_BYTES = 28 * 28 * 4  # one fp32 MNIST image

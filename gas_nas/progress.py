@@ -1,4 +1,5 @@
-"""What a running search shows: rich bars on a terminal, one plain line per trial elsewhere.
+"""What a run shows on a terminal: rich bars, one plain line per trial elsewhere, and
+`TerminalEvents`, the terminal's side of gas_nas.events.
 
 Driven by Optuna callbacks (after each trial) and the trainer's progress hook (per log
 interval), never by Optuna's own `show_progress_bar`.

@@ -1,9 +1,10 @@
-"""The library layer under the CLI: what a run of `search` or `train` needs before any trial,
-each check one line (a GasNasError) before anything is created or trained.
+"""The library layer under the CLI: one run of `search`, `train`, `confirm` or `export`, every
+check one line (a GasNasError) before anything is created or trained, then the work.
 
 Functions take a request: any object with the CLI's attribute names (`argparse.Namespace`, or
-`SearchRequest` for scripts), so the CLI only parses flags and prints, and docs scripts and
-benchmarks build the same runs without importing gas_nas.cli.
+`SearchRequest` for scripts), and tell what happens to `Events` (gas_nas.events: the terminal's
+bars and lines, or nothing), so the CLI only parses flags and prints, and docs scripts and
+benchmarks run the same searches without importing gas_nas.cli or rebuilding the pipeline.
 """
 
 from __future__ import annotations
@@ -108,11 +109,12 @@ def train_config(req: Any, space, arch: str | None = None):
     return train, line
 
 
-def teacher_for(train, device, req: Any):
-    """The teacher the recipe trains with (None without one), checked before any training."""
+def teacher_for(train, device, req: Any, events: Events | None = None):
+    """The teacher the recipe trains with (None without one), checked before any training (the
+    default teacher is trained on first use, told to `events`)."""
     from gas_nas.teacher import resolve_teacher
 
-    return resolve_teacher(train, device, req.data_dir)
+    return resolve_teacher(train, device, req.data_dir, events=events)
 
 
 def study_settings(req: Any, space, storage: str, study_name: str, line: str):
@@ -208,7 +210,7 @@ class PreparedSearch:
     strategy_line: str = ""  # what the strategy says before it runs ("" for nothing)
 
 
-def prepare_search(req: Any) -> PreparedSearch:
+def prepare_search(req: Any, events: Events | None = None) -> PreparedSearch:
     """Everything before the first trial, in the order that refuses bad input before any write:
     paths, space, flags, storage, MNIST, the study's settings, the teacher; then the study."""
     import optuna
@@ -241,7 +243,7 @@ def prepare_search(req: Any) -> PreparedSearch:
     check_openable(storage)  # the storage is named first: a bad URL says so even without MNIST
     check_data(req)
     space, seed, line, named = study_settings(req, space, storage, study_name, line)
-    teacher = teacher_for(space.train, device, req)
+    teacher = teacher_for(space.train, device, req, events)
     setting = req.cohort or space.search.cohort
     cohort = auto_cohort(device, space.train, plan[0].memory_share, teacher.module if teacher else None) if setting == "auto" else setting
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's
@@ -307,7 +309,7 @@ def search(req: Any, events: Events | None = None) -> SearchEnd:
     from gas_nas.interrupt import Interrupted, StopRequest
 
     events = events or Events()
-    ready = prepare_search(req)
+    ready = prepare_search(req, events)
     say_settings(ready, events)
     n_trials = ready.n_trials
     if ready.strategy.propose is not None:
@@ -408,7 +410,7 @@ def train(req: Any, events: Events | None = None) -> Trained:
     device = torch_device(req.device)
     check_memory([spec], config, space.quality, device, available(device), data_loaded=False)  # before MNIST and the classifier
     check_data(req)
-    res = load_resources(device, req.data_dir, teacher=teacher_for(config, device, req))
+    res = load_resources(device, req.data_dir, teacher=teacher_for(config, device, req, events))
     events.say(f"{line}; {seed_line}")
     with events.training(config.iterations) as bar:
         outcome = run_trial(spec, config, space.quality, real=res.real, held_out=res.held_out, classifier=res.classifier, seed=seed,
@@ -445,7 +447,7 @@ def confirm(req: Any, events: Events | None = None) -> Confirmed:
     plan = plan_confirm(study, req.trials, req.seeds, QualityConfig())
     device = torch_device(req.device)
     check_data(req)
-    teacher = teacher_for(plan.train, device, req)
+    teacher = teacher_for(plan.train, device, req, events)
     cohort = req.cohort if isinstance(req.cohort, int) else auto_cohort(device, plan.train, 1, teacher.module if teacher else None)
     _, todo = queue(study, plan)
     events.say(f"confirming {len(plan.trials)} trial(s) of {study.study_name!r} ({', '.join(str(t.number) for t in plan.trials)}) with {plan.seeds} seeds each "

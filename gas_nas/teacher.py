@@ -17,7 +17,6 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -27,13 +26,13 @@ from gas_nas.errors import GasNasError
 from gas_nas.metrics import param_count
 from gas_nas.paths import atomic_write
 from gas_nas.report import discriminator_from_checkpoint
+from gas_nas.events import Events, human_time
 from gas_nas.recipes import get_recipe
 from gas_nas.spec import DiscriminatorSpec, TrainConfig
 
 VERSION = 1  # bump when the default teacher's training changes in a way its key does not see
 MAX_BYTES = 512 * 2**20  # the largest discriminator of the shipped space is ~20 MB
 DEFAULT_SEED = 0
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -116,8 +115,11 @@ def default_teacher_path(cache_dir: str | Path | None = None) -> Path:
     return folder / f"teacher-case1-{default_key(spec, train, seed)}.pt"
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+class _Stderr(Events):
+    """A script's default: the line on stderr, no bar."""
+
+    def say(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def load_default_teacher(
@@ -125,10 +127,10 @@ def load_default_teacher(
     device: torch.device | str = "cpu",
     cache_dir: str | Path | None = None,
     *,
-    say: Say = _stderr,
+    events: Events | None = None,
 ) -> Teacher:
     """The cached default teacher on `device`, training it first (one line saying how long it
-    will take, then a progress bar on a terminal) when the cache has none. A broken cache
+    will take, then a bar over its iterations, both told to `events`) when the cache has none. A broken cache
     file is retrained."""
     path = default_teacher_path(cache_dir)
     if path.is_file():
@@ -136,21 +138,18 @@ def load_default_teacher(
             return load_teacher(path, device)
         except GasNasError:
             pass
-    from rich.console import Console
-
     from gas_nas.data import load_mnist
-    from gas_nas.events import human_time
-    from gas_nas.progress import iteration_bar
     from gas_nas.train import seconds_per_trial, train_gan
+
+    events = events or _Stderr()
 
     spec, train, seed = default_recipe()
     real, _ = load_mnist(data_dir, train=True, device=device)
     seconds = seconds_per_trial(spec, train, real)
-    say(f"gas-nas: training the default teacher once (paper case 1, recipe {train.recipe}, {train.iterations} iterations, "
+    events.say(f"gas-nas: training the default teacher once (paper case 1, recipe {train.recipe}, {train.iterations} iterations, "
         f"batch {train.batch_size}, seed {seed}): about {human_time(seconds)} on this machine; cached in {path}")
-    with iteration_bar(Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("default teacher", total=train.iterations)
-        _, D, hist = train_gan(spec, train, real, seed=seed, progress=lambda done, total: bar.update(task, completed=done))
+    with events.training(train.iterations) as bar:
+        _, D, hist = train_gan(spec, train, real, seed=seed, progress=bar.on_iteration)
     if hist["status"] != "complete":
         raise GasNasError(f"the default teacher's training {hist['status']}: {hist['reason']}; give one with train.teacher: PATH")
     state = {k: v.detach().cpu() for k, v in D.state_dict().items()}
@@ -167,7 +166,7 @@ def _save_atomic(obj: dict, path: Path) -> None:
         torch.save(obj, f)
 
 
-def resolve_teacher(train: TrainConfig, device: torch.device | str = "cpu", data_dir: str | Path | None = None, *, say: Say = _stderr) -> Teacher | None:
+def resolve_teacher(train: TrainConfig, device: torch.device | str = "cpu", data_dir: str | Path | None = None, *, events: Events | None = None) -> Teacher | None:
     """The teacher `train` trains with: None when it needs none, the file `train.teacher`, else
     the default teacher (trained on first use). A named file is checked even at weight 0."""
     if train.teacher is not None:
@@ -175,7 +174,7 @@ def resolve_teacher(train: TrainConfig, device: torch.device | str = "cpu", data
         return teacher if needs_teacher(train) else None
     if not needs_teacher(train):
         return None
-    return load_default_teacher(data_dir, device, say=say)
+    return load_default_teacher(data_dir, device, events=events)
 
 
 __all__ = ["Teacher", "default_teacher_path", "load_default_teacher", "load_teacher", "needs_teacher", "resolve_teacher"]

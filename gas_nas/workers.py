@@ -17,9 +17,10 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from gas_nas.memory import MEMORY_SHARE_VAR
+
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch (intra-op threads), OpenMP and MKL at start
-MEMORY_SHARE_VAR = "GAS_NAS_MEMORY_SHARE"  # gas_nas.memory divides what it finds by this
 
 
 def parse_device(text: str) -> str:

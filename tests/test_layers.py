@@ -1,7 +1,9 @@
-"""The direction of imports inside gas_nas: no circles, the CLI on top, and the training core
-(models, training, measurements, records) importing nothing of the study, the search or the UI,
-the way nanoGPT's model imports nothing from its training loop. Every import counts: function
-level and type-only ones too (a circle closed by a type-only import is still a circle)."""
+"""The direction of imports inside gas_nas: no circles, and every import pointing down the layers
+docs/guide-layout.md names (the CLI and the terminal on top, then the library layer, the
+strategies, the study, a trial, models and specs), so the training core imports nothing of the
+study, the search or the UI, the way nanoGPT's model imports nothing from its training loop.
+Every import counts: function level and type-only ones too (a circle closed by a type-only
+import is still a circle)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,6 @@ from pathlib import Path
 import gas_nas
 
 PACKAGE = Path(gas_nas.__file__).parent
-CORE = {"models", "train", "metrics", "recipes", "sparsity", "spec", "results", "data", "balance", "discrimination", "graphs", "supernet", "guard"}
-ABOVE_CORE = {"cli", "run", "strategies", "search", "dashboard", "progress", "confirm", "confirmation", "differentiable", "workers", "bookkeeping", "settings",
-              "storage", "record"}
-TERMINAL = {"cli", "progress"}  # what draws on a terminal: the library layer (run) and the strategies only send events
-
-
 def imports() -> dict[str, set[str]]:
     """module -> the gas_nas modules it imports anywhere in its source."""
     graph = {}
@@ -59,20 +55,6 @@ def test_the_package_has_no_import_circle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # and would name one
 
 
-def test_imports_point_down():
-    graph = imports()
-    assert not [m for m, deps in graph.items() if "cli" in deps], "only the entry point may import gas_nas.cli"
-    upward = {m: sorted(graph[m] & ABOVE_CORE) for m in CORE if graph[m] & ABOVE_CORE}
-    assert not upward, f"the training core imports the study, search or UI layers: {upward}"
-
-
-def test_the_library_layer_and_the_strategies_never_draw():
-    graph = imports()
-    assert {"run", "strategies", "events"} <= set(graph)
-    drawing = {m: sorted(graph[m] & TERMINAL) for m in ("run", "strategies", "differentiable", "search", "events") if graph[m] & TERMINAL}
-    assert not drawing, f"these send events, the terminal draws them: {drawing}"
-
-
 def test_every_strategy_the_space_accepts_is_registered():
     """A space's `search.strategy` is validated against the names the registry runs, no fewer, no more."""
     from typing import get_args, get_type_hints
@@ -108,3 +90,26 @@ def test_scripts_open_searches_through_the_library_layer():
         if names & pieces and path.name != "bookkeeping.py":
             offenders.append(f"{path.relative_to(root)}: {sorted(names & pieces)}")
     assert not offenders, offenders
+
+
+def layers_from_the_layout_page() -> list[list[str]]:
+    """The package's layers, top first, as docs/guide-layout.md lists them (### per layer)."""
+    text = (PACKAGE.parent / "docs" / "guide-layout.md").read_text()
+    section = text[text.index("## The package"):text.index("## Discriminator blocks")]
+    layers: list[list[str]] = []
+    for line in section.splitlines():
+        if line.startswith("### "):
+            layers.append([])
+        elif line.startswith("- `gas_nas/") and line.split("`")[1].count("/") == 1 and line.split("`")[1].endswith(".py") and layers:
+            layers[-1].append(line.split("`")[1].removeprefix("gas_nas/").removesuffix(".py"))
+    return [layer for layer in layers if layer]
+
+
+def test_every_import_points_down_the_layers_the_layout_page_names():
+    layers = layers_from_the_layout_page()
+    level = {m: i for i, layer in enumerate(layers) for m in layer}
+    graph = imports()
+    assert sorted(level) == sorted(graph), "docs/guide-layout.md lists each module of gas_nas once, under its layer"
+    assert len(layers) >= 5 and level["cli"] == 0 and level["run"] < level["search"] < level["train"] < level["models"]
+    upward = sorted(f"{m} ({level[m]}) imports {d} ({level[d]})" for m, deps in graph.items() for d in deps if d in level and level[d] < level[m])
+    assert not upward, upward

@@ -16,6 +16,7 @@ import yaml
 
 from gas_nas.cli import main
 from gas_nas.errors import GasNasError, SpaceError, StorageError
+from gas_nas.events import Events
 from gas_nas.metrics import param_count
 from gas_nas.models import build_discriminator
 from gas_nas.spec import ARCH_FORMAT, DiscriminatorSpec, TrainConfig, load_arch, resolve_train
@@ -193,11 +194,16 @@ def test_the_default_teacher_is_trained_once_keyed_and_cached(tmp_path, monkeypa
     tiny = TrainConfig(iterations=2, batch_size=4, log_every=1)
     monkeypatch.setattr(teacher_mod, "default_recipe", lambda: (DiscriminatorSpec(base_filters=8, depth=2), tiny, 0))
     said: list[str] = []
-    first = load_default_teacher(mnist_dir, cache_dir=tmp_path, say=said.append)
+
+    class Heard(Events):
+        def say(self, line: str) -> None:
+            said.append(line)
+
+    first = load_default_teacher(mnist_dir, cache_dir=tmp_path, events=Heard())
     assert len(said) == 1 and "training the default teacher once" in said[0] and "2 iterations" in said[0] and str(tmp_path) in said[0]
     (cached,) = tmp_path.glob("teacher-case1-*.pt")
     assert first.path == str(cached) and first.sha256 == hashlib.sha256(cached.read_bytes()).hexdigest()
-    again = load_default_teacher(mnist_dir, cache_dir=tmp_path, say=said.append)
+    again = load_default_teacher(mnist_dir, cache_dir=tmp_path, events=Heard())
     assert len(said) == 1 and again.sha256 == first.sha256  # cached: not trained again
     longer = dataclasses.replace(tiny, iterations=3)
     monkeypatch.setattr(teacher_mod, "default_recipe", lambda: (DiscriminatorSpec(base_filters=8, depth=2), longer, 0))
