@@ -28,6 +28,7 @@ from gas_nas.recipes import get_recipe, make_optimizer
 from gas_nas import sparsity
 from gas_nas.results import TrialMetrics, TrialOutcome
 from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.steps import step_parts
 
 
 class Teacher(Protocol):
@@ -81,12 +82,9 @@ class Cohort:
     Every tensor is created on `real.device` explicitly. `step()` is one whole iteration on
     static buffers (what a CUDA graph captures); `draw()` refills those buffers.
 
-    A recipe with a teacher takes `teacher`, a frozen discriminator in eval mode: one forward of
-    all K trials' fake batches (eval mode judges each sample alone, so trials never interact)
-    adds `teacher_scale * g_loss(D_T(G(z)))` to each trial's G loss. `teacher_scale` is a device
-    scalar, 0 until `set_teacher(True)` fills it with `teacher_weight` in place, so a captured
-    CUDA graph (which always runs the teacher) needs no re-capture; eager training skips the
-    teacher's forward while it is off.
+    What the recipe adds to the plain updates (a teacher's term, the one-stage update) lives in
+    `parts` (gas_nas.steps); a recipe with a teacher takes `teacher`, a frozen discriminator in
+    eval mode.
     """
 
     def __init__(self, specs: list[DiscriminatorSpec], seeds: list[int], train: TrainConfig, real: torch.Tensor, *, capturable: bool = False, teacher: nn.Module | None = None):
@@ -117,17 +115,7 @@ class Cohort:
         self.noise = torch.zeros(self.k, steps, batch, train.z_dim, device=device)
         self.sums = torch.zeros(self.k, 3, device=device)  # per trial: D loss, G loss, teacher term summed over the log interval
         self.no_teacher = torch.zeros(self.k, device=device)
-        self.teacher = teacher if recipe.has_teacher and train.teacher_weight else None
-        if self.teacher is None and recipe.has_teacher and train.teacher_weight:
-            raise ValueError(f"recipe {recipe.name} needs a teacher discriminator (gas_nas.teacher.resolve_teacher)")
-        self.teacher_scale = torch.zeros((), device=device)  # teacher_weight while the teacher term is on
-        self.teacher_on = False
-        self.teacher_always = capturable  # a CUDA graph holds the teacher's forward from the start
-
-    def set_teacher(self, on: bool) -> None:
-        """Switch the teacher term on or off (in place: a captured CUDA graph stays valid)."""
-        self.teacher_scale.fill_(self.train.teacher_weight if on and self.teacher is not None else 0.0)
-        self.teacher_on = on and self.teacher is not None
+        self.parts = step_parts(recipe, train, self.k, device, teacher, capturable)
 
     def draw(self) -> None:
         """This iteration's real-batch indices and noise, from each trial's own generator."""
@@ -143,10 +131,10 @@ class Cohort:
     def step(self) -> None:
         """One iteration for every trial: d_steps D updates, then g_steps G updates. A one-stage
         recipe (OSGAN) takes the last D update and the first G update from one backward."""
-        train, one_stage = self.train, self.recipe.one_stage_scale is not None
+        train, one_stage = self.train, self.parts.one_stage
         for s in range(train.d_steps):
-            if one_stage and s == train.d_steps - 1:
-                d_losses, g_losses = self.one_stage_backward(s)
+            if one_stage is not None and s == train.d_steps - 1:
+                d_losses, g_losses = one_stage.backward(self, s)
                 self.opt_d.step()
                 self.opt_g.step()
             else:
@@ -154,7 +142,7 @@ class Cohort:
                 self.opt_d.step()
             self.apply_masks()
         t_terms = self.no_teacher
-        for s in range(train.d_steps + one_stage, train.d_steps + train.g_steps):
+        for s in range(train.d_steps + (one_stage is not None), train.d_steps + train.g_steps):
             g_losses, t_terms = self.g_backward_terms(s)
             self.opt_g.step()
         self.sums += torch.stack([d_losses.detach(), g_losses.detach(), t_terms.detach()], dim=1)
@@ -197,41 +185,13 @@ class Cohort:
         with self._autocast():
             fake = self.G(self.noise[:, s])
             g_losses = torch.stack([self.recipe.g_loss(D(fake[i])) for i, D in enumerate(Ds)])
-            t_terms = self.teacher_terms(fake)
+            t_terms = self.parts.teacher(fake) if self.parts.teacher is not None else None
         self.opt_g.zero_grad(set_to_none=False)
         if t_terms is None:
             g_losses.sum().backward(inputs=self.g_params)
             return g_losses, self.no_teacher
         (g_losses.sum() + t_terms.sum()).backward(inputs=self.g_params)
         return g_losses, t_terms
-
-    def teacher_terms(self, fake: torch.Tensor) -> torch.Tensor | None:
-        """teacher_scale * g_loss(D_T(fake)) per trial, or None while the teacher is not run."""
-        if self.teacher is None or not (self.teacher_on or self.teacher_always):
-            return None
-        judged = self.teacher(fake.flatten(0, 1)).view(self.k, -1, 1)  # (K, B, 1): eval mode, one pass for all trials
-        return self.teacher_scale * torch.stack([self.recipe.g_loss(t) for t in judged])
-
-    def one_stage_backward(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """OSGAN: one forward and one backward of D's loss give D its gradients and, through a
-        per-sample scale on the fake images (the recipe's `one_stage_scale` of D's output), G the
-        gradients of its own loss. Exact when D treats samples independently (no batch norm in
-        D); with batch norm, samples share statistics and G's gradient is an approximation."""
-        Ds, k = self.discriminators, self.k
-        x = self.real[self.index[:, s]]
-        scale: list[torch.Tensor] = []
-        with self._autocast():
-            fake = self.G(self.noise[:, s])  # (K, B, 1, 28, 28), with G's graph
-            fake.register_hook(lambda grad: grad * scale[0].to(grad.dtype))
-            d_fake = [D(fake[i]) for i, D in enumerate(Ds)]
-            d_losses = torch.stack([self.recipe.d_loss(D(x[i]), d_fake[i]) for i, D in enumerate(Ds)])
-        out = torch.stack(d_fake).detach().float()  # (K, B, 1)
-        scale.append(self.recipe.one_stage_scale(out).view(k, -1, 1, 1, 1))
-        g_losses = torch.stack([self.recipe.g_loss(o) for o in out])
-        self.opt_d.zero_grad(set_to_none=False)
-        self.opt_g.zero_grad(set_to_none=False)
-        d_losses.sum().backward()
-        return d_losses, g_losses
 
     def read_interval(self, span: int) -> tuple[list[float], list[float], list[float], list[float]]:
         """Per-trial interval-mean D and G losses, teacher term and largest |weight|: the one host sync per log."""
@@ -277,8 +237,8 @@ def train_cohort(
     for it in range(1, train.iterations + 1):
         if should_stop is not None and should_stop():
             raise Interrupted
-        if it == (train.teacher_start or 0) + 1 and cohort.teacher is not None:
-            cohort.set_teacher(True)  # stage two: the teacher joins G's loss
+        if it == (train.teacher_start or 0) + 1 and cohort.parts.teacher is not None:
+            cohort.parts.teacher.switch(True)  # stage two: the teacher joins G's loss
         cohort.draw()
         run()
         cohort.update_masks(it)
@@ -430,7 +390,7 @@ def run_cohort(
     module = teacher.module if teacher is not None else None
     cohort, hists = train_cohort(specs, seeds, train, real, progress=progress, should_stop=should_stop, cuda_graph=cuda_graph, teacher=module)
     peaks = [peak_train_memory_mb(spec, train, device, teacher=module) if device.type == "cuda" else None for spec in specs]
-    used = teacher if cohort.teacher is not None else None
+    used = teacher if cohort.parts.teacher is not None else None
     measured = []
     for i, (spec, seed, hist) in enumerate(zip(specs, seeds, hists)):
         if should_stop is not None and should_stop():

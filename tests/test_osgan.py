@@ -37,7 +37,7 @@ def test_one_stage_gradients_equal_two_stage_before_any_update(output, real, flo
         c.draw()
         cohorts[recipe] = c
     one, two = cohorts["osgan"], cohorts["gas"]
-    d_one, g_one = one.one_stage_backward(0)
+    d_one, g_one = one.parts.one_stage.backward(one, 0)
     one_d, one_g = [_grads(ps) for ps in one.d_params], _grads(one.g_params)
     d_two = two.d_backward(0)
     two_d = [_grads(ps) for ps in two.d_params]

@@ -73,7 +73,8 @@ def test_stage_one_inside_a_cuda_graph_is_gas_bitwise(real, teacher_file):
     runs = []
     for train in (TrainConfig.from_dict({"recipe": "gas", **TINY}), dgl()):
         c = Cohort([SMALL, SMALL], [1, 2], train, real, teacher=teacher.module if train.recipe == "dgl" else None)
-        c.teacher_always = train.recipe == "dgl"  # what `capturable` sets for a graph
+        if c.parts.teacher is not None:
+            c.parts.teacher.always = True  # what `capturable` sets for a graph
         for _ in range(3):
             c.draw()
             c.step()
@@ -97,10 +98,10 @@ def test_generator_gradient_of_the_teacher_term_is_autograd_of_the_formula(real,
     teacher = load_teacher(teacher_file)
     c = Cohort([SMALL, DiscriminatorSpec(base_filters=8, depth=2)], [3, 4], dgl(batch_size=3, teacher_weight=lam), real.double(), teacher=teacher.module)
     c.draw()
-    c.set_teacher(True)
+    c.parts.teacher.switch(True)
     _, terms = c.g_backward_terms(0)
     total = [p.grad.clone() for p in c.g_params]
-    c.set_teacher(False)
+    c.parts.teacher.switch(False)
     c.g_backward(0)  # the same noise slot and weights: the student's part alone
     student = [p.grad.clone() for p in c.g_params]
     fake = c.G(c.noise[:, 0])  # (K, B, 1, 28, 28)
