@@ -81,15 +81,40 @@ def test_one_optimiser_over_fused_parameters_equals_one_per_trial(optimizer, flo
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_a_trial_gets_the_same_losses_in_a_cohort_of_three_as_alone(real, float64):
-    train = TrainConfig(iterations=20, batch_size=4, log_every=1)
-    specs = [CASES[5].spec, SMALL, CASES[1].spec]
-    _, together = train_cohort(specs, [11, 12, 13], train, real.double())
-    _, (alone,) = train_cohort([SMALL], [12], train, real.double())
-    assert len(alone.d_losses) == 20
-    torch.testing.assert_close(torch.tensor(together[1].d_losses), torch.tensor(alone.d_losses), rtol=1e-4, atol=0)
-    torch.testing.assert_close(torch.tensor(together[1].g_losses), torch.tensor(alone.g_losses), rtol=1e-4, atol=0)
-    assert together[0].d_losses != together[1].d_losses  # trials really differ (own seed, own D)
+def _dense_or_sparse(density: float) -> DiscriminatorSpec:
+    return dataclasses.replace(SMALL, density=density)
+
+
+# What the trial alone trains with: the plain updates and each step part a recipe can add.
+COHORT_CASES = {
+    "plain": (dict(iterations=20), SMALL),
+    "sparse": (dict(iterations=8, sparse_interval=2, sparse_regrow="random"), _dense_or_sparse(0.3)),
+    "teacher": (dict(iterations=8, recipe="dgl", teacher_from=0.25, teacher_weight=0.5), SMALL),
+    "one-stage": (dict(iterations=8, recipe="osgan"), DiscriminatorSpec(base_filters=8, depth=2, norm="none")),
+}
+
+
+@pytest.mark.parametrize("kind", COHORT_CASES)
+def test_a_trial_gets_the_same_losses_in_a_cohort_of_three_as_alone(kind, real, teacher_file, float64):
+    """The cohort trains K trials as one: a trial's losses (and a sparse trial's masks, a teacher
+    trial's teacher terms) are those it gets alone, whatever step parts its recipe adds."""
+    from gas_nas.teacher import load_teacher
+
+    keys, spec = COHORT_CASES[kind]
+    train = TrainConfig.from_dict({"batch_size": 4, "log_every": 1, **keys})
+    teacher = load_teacher(teacher_file).module if kind == "teacher" else None
+    others = [CASES[5].spec, DiscriminatorSpec(base_filters=8, depth=3, density=0.5 if kind == "sparse" else 1.0)]
+    together, hists = train_cohort([others[0], spec, others[1]], [11, 12, 13], train, real.double(), teacher=teacher)
+    alone, (ref,) = train_cohort([spec], [12], train, real.double(), teacher=teacher)
+    assert len(ref.d_losses) == train.iterations and ref.status == "complete"
+    for key in ("d_losses", "g_losses") + (("teacher_losses",) if kind == "teacher" else ()):
+        torch.testing.assert_close(torch.tensor(getattr(hists[1], key)), torch.tensor(getattr(ref, key)), rtol=1e-4, atol=0, msg=key)
+    assert hists[0].d_losses != hists[1].d_losses  # trials really differ (own seed, own D)
+    if kind == "sparse":
+        for a, b in zip(together.masks[1].masks, alone.masks[0].masks):
+            assert torch.equal(a, b)  # the same prune/regrow decisions
+    if kind == "teacher":
+        assert hists[0].teacher_losses != hists[1].teacher_losses and ref.teacher_losses[-1] > 0
 
 
 def test_a_diverging_trial_fails_alone_and_leaves_its_cohort_unchanged(real, float64):

@@ -115,18 +115,6 @@ def test_density_one_trains_exactly_as_the_dense_trainer(real, monkeypatch: pyte
         assert torch.equal(a, b)
 
 
-def test_a_sparse_trial_in_a_cohort_of_three_equals_it_alone(real, float64) -> None:
-    train = TrainConfig(iterations=8, batch_size=4, log_every=1, sparse_interval=2, sparse_regrow="random")
-    lone = sparse(SMALL, 0.3)
-    specs = [DiscriminatorSpec(base_filters=8, depth=2, density=0.5), lone, DiscriminatorSpec(base_filters=8, depth=3)]
-    together, hists = train_cohort(specs, [11, 12, 13], train, real.double())
-    alone, (ref,) = train_cohort([lone], [12], train, real.double())
-    torch.testing.assert_close(torch.tensor(hists[1].d_losses), torch.tensor(ref.d_losses), rtol=1e-4, atol=0)
-    torch.testing.assert_close(torch.tensor(hists[1].g_losses), torch.tensor(ref.g_losses), rtol=1e-4, atol=0)
-    for a, b in zip(together.masks[1].masks, alone.masks[0].masks):
-        assert torch.equal(a, b)  # the same prune/regrow decisions
-
-
 def test_stored_size_is_the_checkpoint_payload_and_round_trips(tmp_path: Path) -> None:
     spec = sparse(CASES[0].spec, 0.1)
     model = build_discriminator(spec)

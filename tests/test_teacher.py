@@ -123,17 +123,6 @@ def test_the_teacher_term_switches_on_at_the_stated_iteration(real, teacher_file
     assert len(hist.g_losses) == 8 and hist.g_losses != hist.teacher_losses  # logged apart
 
 
-def test_a_trial_with_a_teacher_in_a_cohort_of_three_equals_it_alone(real, teacher_file, float64):
-    teacher = load_teacher(teacher_file)
-    train = dgl(iterations=8, teacher_from=0.25, teacher_weight=0.5)
-    specs = [DiscriminatorSpec(base_filters=8, depth=2), SMALL, DiscriminatorSpec(base_filters=8, depth=3, inception=True)]
-    _, together = train_cohort(specs, [11, 12, 13], train, real.double(), teacher=teacher.module)
-    _, (alone,) = train_cohort([SMALL], [12], train, real.double(), teacher=teacher.module)
-    for key in ("d_losses", "g_losses", "teacher_losses"):
-        torch.testing.assert_close(torch.tensor(getattr(together[1], key)), torch.tensor(getattr(alone, key)), rtol=1e-4, atol=0, msg=key)
-    assert together[0].teacher_losses != together[1].teacher_losses
-
-
 def test_a_teacher_recipe_without_a_teacher_is_refused(real):
     with pytest.raises(ValueError, match="needs a teacher"):
         train_cohort([SMALL], [0], dgl(iterations=1), real)
