@@ -113,3 +113,39 @@ def test_every_import_points_down_the_layers_the_layout_page_names():
     assert len(layers) >= 5 and level["cli"] == 0 and level["run"] < level["search"] < level["train"] < level["models"]
     upward = sorted(f"{m} ({level[m]}) imports {d} ({level[d]})" for m, deps in graph.items() for d in deps if d in level and level[d] < level[m])
     assert not upward, upward
+
+
+def test_a_script_runs_a_search_through_the_library_layer_and_hears_its_events(tmp_path, mnist_dir, classifier_cache, mnist_classifier, monkeypatch):
+    """What the CLI does, from Python: gas_nas.run.search with a request and an Events object;
+    the study gets its paper cases first and the events hear the run's lines and every trial."""
+    import optuna
+
+    from conftest import write_tiny_space
+    from gas_nas import run
+    from gas_nas.events import Events, NullBar
+
+    monkeypatch.setenv("GAS_NAS_CACHE", str(classifier_cache))
+    heard: dict[str, list] = {"lines": [], "trials": []}
+
+    class Trials(NullBar):
+        def __call__(self, study, trial) -> None:
+            heard["trials"].append(trial.number)
+
+    class Heard(Events):
+        def say(self, line: str) -> None:
+            heard["lines"].append(line)
+
+        def trials(self, total, until, prior) -> NullBar:
+            heard["total"] = total
+            return Trials()
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    space = write_tiny_space(tmp_path / "tiny.yaml")
+    end = run.search(run.SearchRequest(space=str(space), storage=storage, study="s", artifacts=str(tmp_path / "art"), device="cpu",
+                                       data_dir=str(mnist_dir), trials=2, cohort=1), Heard())
+    assert (end.code, end.stopped) == (0, False)
+    study = optuna.load_study(study_name="s", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [t.number for t in complete] == [0, 1] and all(t.user_attrs.get("case") for t in study.trials[:6])  # the paper cases, queued first
+    assert heard["trials"] == [0, 1] and heard["total"] == 2
+    assert any(line.startswith("training: recipe gas") for line in heard["lines"]) and any("new study" in line for line in heard["lines"])
