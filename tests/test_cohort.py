@@ -103,7 +103,8 @@ def test_a_trial_gets_the_same_losses_in_a_cohort_of_three_as_alone(kind, real, 
     keys, spec = COHORT_CASES[kind]
     train = TrainConfig.from_dict({"batch_size": 4, "log_every": 1, **keys})
     teacher = load_teacher(teacher_file).module if kind == "teacher" else None
-    others = [CASES[5].spec, DiscriminatorSpec(base_filters=8, depth=3, density=0.5 if kind == "sparse" else 1.0)]
+    first = CASES[5].spec if kind == "plain" else DiscriminatorSpec(base_filters=8, depth=2, density=0.5 if kind == "sparse" else 1.0)
+    others = [first, DiscriminatorSpec(base_filters=8, depth=3, inception=kind == "teacher")]
     together, hists = train_cohort([others[0], spec, others[1]], [11, 12, 13], train, real.double(), teacher=teacher)
     alone, (ref,) = train_cohort([spec], [12], train, real.double(), teacher=teacher)
     assert len(ref.d_losses) == train.iterations and ref.status == "complete"

@@ -42,6 +42,7 @@ def searched(tmp_path_factory, cli_env):
     return {"root": root, "first": first, "second": second, "after_first": after_first, "study": study, "env": cli_env, "common": common}
 
 
+@pytest.mark.slow
 def test_the_paper_cases_come_first_then_the_proposals_as_ordinary_trials(searched):
     trials = searched["study"].get_trials()
     assert [t.user_attrs.get("case") for t in trials[:6]] == CASES
@@ -60,6 +61,7 @@ def test_the_paper_cases_come_first_then_the_proposals_as_ordinary_trials(search
     assert "fixed at the space's defaults: dense_blocks=0, norm=batch" in searched["first"].stdout
 
 
+@pytest.mark.slow
 def test_a_rerun_runs_no_supernet_again_and_trains_nothing_twice(searched):
     assert "supernet lambda 0:" in searched["first"].stdout and "supernet lambda 10:" in searched["first"].stdout
     assert "supernet lambda 0:" not in searched["second"].stdout and "supernet lambda 10:" not in searched["second"].stdout
@@ -68,6 +70,7 @@ def test_a_rerun_runs_no_supernet_again_and_trains_nothing_twice(searched):
     assert [r["key"]["lambda"] for r in records] == [0.0, 10.0] and all(len(r["trials"]) == 2 for r in records)
 
 
+@pytest.mark.slow
 def test_show_lists_every_proposal_with_the_supernet_that_proposed_it(searched, tmp_path):
     import json
 
@@ -79,6 +82,7 @@ def test_show_lists_every_proposal_with_the_supernet_that_proposed_it(searched, 
     assert set(listed) == proposed and all(origin.startswith("supernet lambda ") for origin in listed.values())
 
 
+@pytest.mark.slow
 def test_a_proposed_trial_exports_and_trains_with_train_arch(searched, tmp_path):
     trial = searched["study"].get_trials()[6]
     out = tmp_path / "proposed.yaml"
@@ -122,8 +126,9 @@ def test_a_recipe_the_supernet_cannot_train_is_refused_before_anything_runs(reci
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_supernet_phase_leaves_a_clean_resumable_study(tmp_path, cli_env):
-    space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 150})  # the resume keeps the study's budget
+    space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 30})  # seconds per supernet iteration on one thread: a signal 1 s in lands mid-supernet
     storage = f"sqlite:///{tmp_path}/i.db"
     common = ["--space", str(space), "--storage", storage, "--artifacts", str(tmp_path / "a"), "--strategy", "differentiable", "--lambdas", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "gas_nas.cli", "search", *common], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -139,13 +144,14 @@ def test_sigterm_during_the_supernet_phase_leaves_a_clean_resumable_study(tmp_pa
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.WAITING,))] == CASES
     assert not study.user_attrs.get("gas_nas:supernets")
-    proc = gas_nas(["search", *common], cli_env, tmp_path)
+    proc = gas_nas(["search", "--trials", "1", *common], cli_env, tmp_path)  # the supernet again, then one trial
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="gas", storage=storage)
     trials = study.get_trials()
-    assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs.get("case") for t in trials[:6]] == CASES and trials[0].state == TrialState.COMPLETE
+    assert not study.get_trials(states=(TrialState.RUNNING,)) and all(t.state == TrialState.WAITING for t in trials[1:])
     [record] = study.user_attrs["gas_nas:supernets"]
-    [number] = record["trials"]  # its proposal: a new trial, or a paper case it coincides with
+    [number] = record["trials"]  # its proposal: a new trial queued after the cases, or a paper case it coincides with
     assert number < 6 or TrialRecord.of(trials[number]).provenance["lambda"] == 1.0
 
 

@@ -30,6 +30,7 @@ def dry_run(tmp_path_factory, cli_env) -> tuple[subprocess.CompletedProcess, Pat
     return _run(["--dry-run", "--out", str(out)], cli_env), out
 
 
+@pytest.mark.slow
 def test_dry_run_runs_and_reports_every_step(dry_run):
     proc, out = dry_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -14,6 +14,8 @@ SCRIPT = ROOT / "docs" / "reproduce.py"
 PAPER_MB = {"1 original": "777", "2 depthwise+inception": "199", "3 inception k=32": "489",
             "4 depthwise+inception+dense": "393", "5 inception k=16": "361", "6 inception k=8": "297"}
 
+pytestmark = pytest.mark.slow  # minutes of CPU: the full suite runs it, `-m "not slow"` skips it
+
 
 def _run(args: list[str], env: dict, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)

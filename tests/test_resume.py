@@ -96,6 +96,7 @@ def test_older_studies_take_their_settings_from_their_first_trained_trial(tmp_pa
         keep_settings(study, wanted, named={"train"})
 
 
+@pytest.mark.slow
 def test_a_differentiable_resume_keeps_the_supernets_budget(tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     storage = f"sqlite:///{tmp_path}/d.db"

@@ -214,6 +214,7 @@ def _wait_for_training(storage: str, count: int, proc: subprocess.Popen) -> None
     pytest.fail("training did not start in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case(sig, code, tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "slow.yaml", train={"iterations": 400})
@@ -232,6 +233,8 @@ def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case
     assert [t.user_attrs["fail_reason"] for t in first_two] == ["interrupted", "interrupted"]
     waiting = [t.user_attrs.get("case") for t in study.get_trials(states=(TrialState.WAITING,))]
     assert sorted(waiting) == sorted(CASES)  # the two interrupted cases are queued again
+    if sig == signal.SIGINT:
+        return  # the two signals differ only up to here; the resume is checked once (SIGTERM)
     gas_nas(["search", "--trials", "2", "--cohort", "2", *common], cli_env, tmp_path)  # at the study's budget: a resume keeps it
     study = optuna.load_study(study_name="gas", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))

@@ -276,6 +276,7 @@ def test_eight_processes_seed_the_paper_cases_once_locally(tmp_path, kind):
 # ---------------------------------------------------------------- one machine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cohort", [1, 2])
 def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env, cohort):
     """SIGKILL a --trials 3 search mid-trial; rerunning the command fails the stale trial(s) after
@@ -312,6 +313,7 @@ def test_sqlite_search_killed_mid_trial_resumes(tmp_path, cli_env, cohort):
     assert len(stale) == cohort  # every trial of the killed cohort was failed by the heartbeat check
 
 
+@pytest.mark.slow
 def test_jobs_runs_workers_on_a_journal_storage(tmp_path, cli_env):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     journal = tmp_path / "studies" / "gas.journal"
