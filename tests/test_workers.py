@@ -233,7 +233,7 @@ def _open_study_worker(space_path: str, url: str, name: str, barrier, results) -
 
 def _race_open_study(space: Path, url: str, name: str, n: int = 8) -> list[str]:
     """`n` processes call open_study at the same moment; what each reported."""
-    ctx = multiprocessing.get_context("fork")  # fast: no re-import of torch in each process
+    ctx = multiprocessing.get_context("spawn")  # fresh processes: a fork of a process that ran torch's OpenMP pool can hang in the child
     barrier, results = ctx.Barrier(n), ctx.Queue()
     procs = [ctx.Process(target=_open_study_worker, args=(str(space), url, name, barrier, results)) for _ in range(n)]
     for p in procs:
