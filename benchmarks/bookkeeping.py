@@ -3,7 +3,7 @@
     python benchmarks/bookkeeping.py [--sizes 50,200,1000] [--storage sqlite|URL ...] [--window S] [--min-trials M]
                                      [--cohort K] [--train-seconds S] [--overlap on|off|auto]
 
-Training is replaced by a stub (`gas_nas.train.run_cohort` returns made-up paper-budget metrics,
+Training is replaced by a stub (`gas_nas.trial.train.run_cohort` returns made-up paper-budget metrics,
 a real GAS generator and paper case 1's discriminator, and a random sample grid at once, or
 after sleeping `--train-seconds`, which like a GPU leaves the CPU free), so what is timed is
 everything else `run_search` does per trial: ask, sampling (random sampler, so the sampler's
@@ -43,18 +43,18 @@ from pathlib import Path
 import optuna
 import torch
 
-from gas_nas.dashboard import refresh_study_plot, save_trial_note
-from gas_nas.interrupt import Interrupted
-from gas_nas.models import build_discriminator, build_generator
-from gas_nas.record import TrialRecord
-from gas_nas.search import Resources, SearchOptions, open_study, run_search
-from gas_nas.space import load_space
-from gas_nas.storage import redact
-from gas_nas.train import TrialMetrics, TrialOutcome
-import gas_nas.train
+import gas_nas.trial.train
+from gas_nas.common.interrupt import Interrupted
+from gas_nas.models.networks import build_discriminator, build_generator
+from gas_nas.models.space import load_space
+from gas_nas.study.dashboard import refresh_study_plot, save_trial_note
+from gas_nas.study.record import TrialRecord
+from gas_nas.study.search import Resources, SearchOptions, open_study, run_search
+from gas_nas.study.storage import redact
+from gas_nas.trial.train import TrialMetrics, TrialOutcome
 
-from gas_nas.guard import CONSTRAINT_NAMES as CONSTRAINTS
-from gas_nas.guard import constraints, violations
+from gas_nas.trial.guard import CONSTRAINT_NAMES as CONSTRAINTS
+from gas_nas.trial.guard import constraints, violations
 
 
 def fake_metrics(seed: int, d_params: int, cohort: int, rng: torch.Generator) -> TrialMetrics:
@@ -71,7 +71,7 @@ def fake_metrics(seed: int, d_params: int, cohort: int, rng: torch.Generator) ->
 
 
 class StubTraining:
-    """Stands in for `gas_nas.train.run_cohort`: outcomes at once (or after `seconds` of sleep)."""
+    """Stands in for `gas_nas.trial.train.run_cohort`: outcomes at once (or after `seconds` of sleep)."""
 
     def __init__(self, space, seconds: float):
         self.seconds = seconds
@@ -117,7 +117,7 @@ def measure(study, space, opts: SearchOptions, window: float, min_trials: int) -
 
 def bench_storage(url: str, space, sizes: list[int], args, tmp: Path) -> list[tuple[int, float, int, float]]:
     stub = StubTraining(space, args.train_seconds)
-    gas_nas.train.run_cohort = stub
+    gas_nas.trial.train.run_cohort = stub
     study = open_study(space, url, f"bookkeeping-{uuid.uuid4().hex[:8]}", seed=0, sampler="random")
     opts = SearchOptions(seed=0, artifacts=str(tmp / f"artifacts-{uuid.uuid4().hex[:6]}"), cohort=args.cohort, cuda_graph=False)
     if args.overlap != "auto" and hasattr(opts, "overlap"):

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPACE = ROOT / "search_spaces" / "gas.yaml"  # gas_nas.space.DEFAULT_SPACE, without importing torch here
+DEFAULT_SPACE = ROOT / "search_spaces" / "gas.yaml"  # gas_nas.models.space.DEFAULT_SPACE, without importing torch here
 FIGURES_ENV = "GAS_NAS_GPU_FIGURES"  # tests/test_cuda.py writes its figures to this JSON file
 STEPS = ("environment", "classifier", "cuda_tests", "cases", "trial_speed", "search_speed", "supernet", "search", "show", "reproduce")
 BUDGET_S = 500  # all steps but reproduce; under 9 minutes with the wheel install and slack
@@ -113,17 +113,17 @@ print(json.dumps(info))
 """
 
 CLASSIFIER_PROBE = (
-    "import json, sys; from gas_nas.classifier import load_classifier; "
+    "import json, sys; from gas_nas.trial.classifier import load_classifier; "
     "m = load_classifier(device=sys.argv[1]); print(json.dumps({'test_accuracy': m.test_accuracy}))"
 )
 
 
 SUPERNET_PROBE = """
 import dataclasses, json, sys, torch
-from gas_nas.data import load_mnist
-from gas_nas.differentiable import run_supernet
-from gas_nas.space import load_space
-from gas_nas.supernet import supernet_space
+from gas_nas.models.space import load_space
+from gas_nas.models.supernet import supernet_space
+from gas_nas.strategies.differentiable import run_supernet
+from gas_nas.trial.data import load_mnist
 device, iterations, batch = torch.device(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 space = load_space()
 train = dataclasses.replace(space.train, iterations=iterations, batch_size=batch, log_every=1)

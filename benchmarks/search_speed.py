@@ -43,10 +43,10 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from gas_nas.data import load_mnist
 from gas_nas import run
-from gas_nas.space import DEFAULT_SPACE, load_space
-from gas_nas.storage import open_storage
+from gas_nas.models.space import DEFAULT_SPACE, load_space
+from gas_nas.study.storage import open_storage
+from gas_nas.trial.data import load_mnist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trial_speed import PAPER_ITERATIONS, budget, naive_train, pick_device, sync  # noqa: E402

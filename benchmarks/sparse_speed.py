@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from gas_nas.data import load_mnist
-from gas_nas.space import load_space
-from gas_nas.spec import TrainConfig
-from gas_nas.train import Cohort, train_cohort
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import TrainConfig
+from gas_nas.trial.data import load_mnist
+from gas_nas.trial.train import Cohort, train_cohort
 
 
 def per_iteration(spec, train: TrainConfig, real: torch.Tensor) -> float:

@@ -5,14 +5,14 @@
 (a) `naive_train` below: what a typical GAN script does, a DataLoader over a CPU TensorDataset
     (shuffle=True), each batch moved to the device, a `.item()` per optimiser step for loss
     logging, RMSprop with default options, 1 D step then 4 G steps, LSGAN losses.
-(b) `gas_nas.train.train_gan`: MNIST already on the device, batches drawn there, losses read
+(b) `gas_nas.trial.train.train_gan`: MNIST already on the device, batches drawn there, losses read
     once per log interval.
 (c) `--recipes`: OSGAN's one-stage updates against two-stage training, for the GAS schedule
     (1 D : 4 G) and for 1 : 1, as gas-nas trials (`run_trial`, same seed, same budget): time per
     iteration (training only, from the trainer's per-iteration progress stamps) and the quality
     metrics of each, so speed and what it costs in samples are read side by side.
 
-Both train the same GAS generator and paper case 1 discriminator (built by gas_nas.models, same
+Both train the same GAS generator and paper case 1 discriminator (built by gas_nas.models.networks, same
 seed, so the same initial weights) for the same iterations; training only, no quality metrics.
 Budget: the paper's (2000 iterations, batch 32) on CUDA, a small one on CPU (one iteration is
 ~0.7 s on a 2-core CPU). Timed: model build + optimisers + loop (+ DataLoader creation for a);
@@ -31,11 +31,11 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from gas_nas.data import load_mnist
-from gas_nas.models import build_discriminator, build_generator
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, TrainConfig
-from gas_nas.train import run_trial, train_gan
+from gas_nas.models.networks import build_discriminator, build_generator
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, TrainConfig
+from gas_nas.trial.data import load_mnist
+from gas_nas.trial.train import run_trial, train_gan
 
 PAPER_ITERATIONS = 2000  # the GAS budget (search_spaces/gas.yaml train.iterations)
 CPU_ITERATIONS = 20
@@ -171,8 +171,8 @@ RECIPE_RUNS = [("gas", 4), ("osgan", 4), ("gas", 1), ("osgan", 1)]  # (recipe, g
 
 def compare_recipes(args) -> int:
     """(c): each (recipe, schedule) as one trial; seconds per iteration and sample quality."""
-    from gas_nas.classifier import load_classifier
-    from gas_nas.spec import QualityConfig
+    from gas_nas.models.spec import QualityConfig
+    from gas_nas.trial.classifier import load_classifier
 
     device = pick_device(args.device)
     iterations, label = (args.iterations, "set by --iterations") if args.iterations else default_iterations(device)

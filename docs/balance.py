@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gas_nas.balance import gap_parts
-from gas_nas.classifier import load_classifier
-from gas_nas.data import load_mnist
-from gas_nas.metrics import imbalance, param_count, sample_quality
-from gas_nas.models import build_generator
-from gas_nas.space import load_space
-from gas_nas.train import generate, run_trial
+from gas_nas.models.networks import build_generator
+from gas_nas.models.space import load_space
+from gas_nas.trial.balance import gap_parts
+from gas_nas.trial.classifier import load_classifier
+from gas_nas.trial.data import load_mnist
+from gas_nas.trial.metrics import imbalance, param_count, sample_quality
+from gas_nas.trial.train import generate, run_trial
 
 PAGE = Path(__file__).resolve().parent / "balance.md"
 START, END = "<!-- results: written by docs/balance.py -->", "<!-- /results -->"

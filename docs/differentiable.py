@@ -32,8 +32,8 @@ import sys
 from pathlib import Path
 
 from gas_nas.argtypes import lambda_list, positive_int
-from gas_nas.evidence import command_line, write_results
-from gas_nas.guard import violations
+from gas_nas.study.evidence import command_line, write_results
+from gas_nas.trial.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_space(args):
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
 
     space = load_space()
     quality = dataclasses.replace(space.quality, **GUARD, **({"n_samples": args.n_samples} if args.n_samples else {}))
@@ -90,7 +90,7 @@ def feasible_points(study, space) -> list[tuple[float, float, object]]:
     """(size, imbalance, trial) of every complete trial that passes the stated guard."""
     from optuna.trial import TrialState
 
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -138,7 +138,7 @@ def compute_order(study, feasible: list[tuple[float, float, object]]) -> list[tu
     finished, given its `feasible_points`; the paper cases cost nothing (both studies have them before they search)."""
     from optuna.trial import TrialState
 
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     feasible = {t.number: (x, y) for x, y, t in feasible}
     out = []
@@ -152,8 +152,8 @@ def search_seconds(study) -> tuple[float, int]:
     """Seconds of a study's search beyond the paper cases (its supernets and trained non-case trials), and that trial count."""
     from optuna.trial import TrialState
 
-    from gas_nas.record import TrialRecord
-    from gas_nas.differentiable import supernet_records
+    from gas_nas.strategies.differentiable import supernet_records
+    from gas_nas.study.record import TrialRecord
 
     records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if WITHDRAWN not in t.user_attrs]
     trained = [r for r in records if not r.case and r.metrics]  # a killed worker's trial has no metrics: its retry counts
@@ -165,9 +165,9 @@ def differentiable_finished(study, space, seed: int) -> bool:
     worker's is failed and queued again first): its compute is final."""
     from optuna.trial import TrialState
 
-    from gas_nas.differentiable import supernets_to_run
-    from gas_nas.search import fail_stale_trials
-    from gas_nas.supernet import supernet_space
+    from gas_nas.models.supernet import supernet_space
+    from gas_nas.strategies.differentiable import supernets_to_run
+    from gas_nas.study.search import fail_stale_trials
 
     fail_stale_trials(study)
     busy = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
@@ -186,7 +186,7 @@ def objective_check(result, held_out, train, steps: int, seed: int) -> dict:
 
     import torch
 
-    from gas_nas.differentiable import best_response_d_loss, calibrated_d_loss, held_out_d_loss
+    from gas_nas.strategies.differentiable import best_response_d_loss, calibrated_d_loss, held_out_d_loss
 
     supernet, generator, probs = result.networks
     gen = torch.Generator(device=held_out.device).manual_seed(seed)
@@ -222,8 +222,8 @@ def axis_value(value) -> str:
 
 
 def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: str) -> None:
-    from gas_nas.record import TrialRecord
-    from gas_nas.differentiable import supernet_records
+    from gas_nas.strategies.differentiable import supernet_records
+    from gas_nas.study.record import TrialRecord
 
     points = {name: feasible_points(study, space) for name, study in studies.items()}
     everything = [p for ps in points.values() for p in ps]
@@ -308,11 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gas_nas import run
-    from gas_nas.differentiable import propose
-    from gas_nas.errors import GasNasError
-    from gas_nas.events import Events, NullBar
-    from gas_nas.machine import cpu_model
-    from gas_nas.search import fail_stale_trials, waiting_trials
+    from gas_nas.common.errors import GasNasError
+    from gas_nas.common.events import Events, NullBar
+    from gas_nas.common.machine import cpu_model
+    from gas_nas.strategies.differentiable import propose
+    from gas_nas.study.search import fail_stale_trials, waiting_trials
 
     if args.threads:
         torch.set_num_threads(args.threads)

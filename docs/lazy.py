@@ -3,7 +3,7 @@
 
 - Part `old` retrains trials of the old TPE study (`docs/differentiable/studies.db`, study
   `tpe`, 300 iterations) at its budget, now measuring whether D still tells held-out real
-  images from its G's samples (`gas_nas.discrimination`): its feasible front (trials 88, 89,
+  images from its G's samples (`gas_nas.trial.discrimination`): its feasible front (trials 88, 89,
   186: losses at the LSGAN equilibrium, blurred samples) with three seeds each, and controls
   (paper cases and trials whose D still worked) with their own seed. These runs chose the
   give-up rule's bounds (docs/balance.md).
@@ -64,8 +64,8 @@ def old_trial(number: int) -> dict:
 
 def plan_old(space, machine: dict, classifier: str) -> list:
     """The old front's three seeds (seed 0 of each first) and the controls' own seed."""
-    from gas_nas.evidence import plan_run
-    from gas_nas.spec import DiscriminatorSpec, TrainConfig
+    from gas_nas.models.spec import DiscriminatorSpec, TrainConfig
+    from gas_nas.study.evidence import plan_run
 
     order = [(n, 0) for n in OLD_FRONT] + [(n, 0) for n in CONTROLS] + [(n, k) for k in range(1, SEEDS) for n in OLD_FRONT]
     runs = []
@@ -83,8 +83,8 @@ def plan_old(space, machine: dict, classifier: str) -> list:
 
 def new_study():
     """The new TPE study (None before its search has started)."""
-    from gas_nas.errors import GasNasError
-    from gas_nas.search import load_existing
+    from gas_nas.common.errors import GasNasError
+    from gas_nas.study.search import load_existing
 
     if not NEW_DB.is_file():
         return None
@@ -96,7 +96,7 @@ def new_study():
 
 def beyond_cases(trials: list) -> list:
     """Complete trials beyond the paper cases, in number order (the order the sampler learned in)."""
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     return sorted((t for t in trials if t.state.name == "COMPLETE" and not TrialRecord.of(t).case), key=lambda t: t.number)
 
@@ -110,7 +110,7 @@ def trial_grid(study, trial, folder: Path) -> str | None:
     """The trial's sample grid copied next to the page (from the search's artifact folder)."""
     import shutil
 
-    from gas_nas.search import find_artifacts
+    from gas_nas.study.search import find_artifacts
 
     artifacts, _ = find_artifacts(study, f"sqlite:///{NEW_DB}", None)
     for key, value in trial.system_attrs.items():
@@ -128,11 +128,11 @@ def trial_grid(study, trial, folder: Path) -> str | None:
 
 
 def write_page(space, old_runs: list, study, env: str) -> None:
-    from gas_nas.evidence import load_run, pm, write_results
-    from gas_nas.guard import give_up_violation
-    from gas_nas.record import TrialRecord
-    from gas_nas.results import TrialMetrics
-    from gas_nas.search import front, guard_line
+    from gas_nas.study.evidence import load_run, pm, write_results
+    from gas_nas.study.record import TrialRecord
+    from gas_nas.study.search import front, guard_line
+    from gas_nas.trial.guard import give_up_violation
+    from gas_nas.trial.results import TrialMetrics
 
     rule = space.quality
     lines = [f"Command: `{COMMAND}`  ",
@@ -159,7 +159,7 @@ def write_page(space, old_runs: list, study, env: str) -> None:
               "New study: by the give-up rule's measurement (AUC or spread below the bound), and by the same loss criterion.", "",
               "| window | old study: losses at equilibrium | new study: D gave up (measured) | new study: losses at equilibrium |", "|---|---:|---:|---:|"]
     new = beyond_cases(study.get_trials(deepcopy=False)) if study is not None else []
-    from gas_nas.guard import gave_up
+    from gas_nas.trial.guard import gave_up
 
     for w in range(WINDOWS):
         o = [TrialRecord.of(t).metrics for t in old[w * WINDOW:(w + 1) * WINDOW]]
@@ -173,7 +173,7 @@ def write_page(space, old_runs: list, study, env: str) -> None:
     lines += ["", f"### The new study's feasible front ({len(new)} trials beyond the paper cases so far)", "", guard_line(study), "",
               "| trial | spec | d_size_mb | imbalance | FID | d_auc | d_spread | seeds | imbalance over seeds | FID over seeds | d_auc over seeds | feasible seeds |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    from gas_nas.confirmation import confirmations
+    from gas_nas.study.confirmation import confirmations
 
     found = confirmations(study)
     grids = []
@@ -196,7 +196,7 @@ def write_page(space, old_runs: list, study, env: str) -> None:
 
 
 def old_study():
-    from gas_nas.search import load_existing
+    from gas_nas.study.search import load_existing
 
     return load_existing(f"sqlite:///{OLD_DB}", OLD_STUDY)
 
@@ -211,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gas_nas.evidence import classifier_fingerprint, machine_key, stored_cpus, train_missing
-    from gas_nas.search import load_resources
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
+    from gas_nas.study.evidence import classifier_fingerprint, machine_key, stored_cpus, train_missing
+    from gas_nas.study.search import load_resources
 
     if args.threads:
         torch.set_num_threads(args.threads)

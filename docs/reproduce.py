@@ -3,7 +3,7 @@
 
 Three parts, all with gas_nas's own functions:
   (a) the six paper discriminators (plus case 1 with leaky ReLU) trained at the paper budget
-      over several seeds with `gas_nas.train.run_cohort` (cohorts of `auto_cohort`: 1 on a
+      over several seeds with `gas_nas.trial.train.run_cohort` (cohorts of `auto_cohort`: 1 on a
       CPU, many on CUDA), reported as mean ± std. Resumable: every run is stored as it
       finishes (OUT/gas-reproduction/runs/, its metrics and sample grid), keyed by what
       changes its numbers, and skipped when the same command runs again;
@@ -32,8 +32,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gas_nas.argtypes import positive_int
-from gas_nas.paths import atomic_write
-from gas_nas.guard import violations
+from gas_nas.common.paths import atomic_write
+from gas_nas.trial.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-runs", type=non_negative_int, help="train at most this many missing runs, then write the page and stop (resume later); 0 rewrites the page from the stored runs")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 seeds, 3 iterations, batch 8, 64 samples, 7 trials")
     args = p.parse_args(argv)
-    from gas_nas.evidence import command_line
+    from gas_nas.study.evidence import command_line
 
     args.command = command_line(sys.argv[1:] if argv is None else argv)
     if args.tiny and _same_dir(args.out, DOCS):
@@ -111,7 +111,7 @@ def resolve_device(name: str):
 
 def budget_space(args: argparse.Namespace):
     """The space with this run's budget: paper defaults, overridden by the flags."""
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
 
     space = load_space(args.space)
     train = space.train
@@ -143,7 +143,7 @@ class CaseResult:
         return [float(getattr(m, key)) for m in self.runs]
 
     def mean(self, key: str) -> float:
-        from gas_nas.evidence import mean_std
+        from gas_nas.study.evidence import mean_std
 
         return mean_std(self.values(key))[0]
 
@@ -166,8 +166,8 @@ def reproduction_cases(space) -> list[tuple[str, float | None, object]]:
 def plan_runs(space, seeds: int, machine: dict, classifier: str) -> list:
     """Every (case, seed) run in training order: seed 0 of every paper case first, so a
     stopped run leaves whole seeds behind; the leaky-ReLU variant last."""
-    from gas_nas.cases import slug
-    from gas_nas.evidence import plan_run
+    from gas_nas.study.cases import slug
+    from gas_nas.study.evidence import plan_run
 
     cases = reproduction_cases(space)
     order = [(name, spec, seed) for seed in range(seeds) for name, _, spec in cases if name != LEAKY]
@@ -177,8 +177,8 @@ def plan_runs(space, seeds: int, machine: dict, classifier: str) -> list:
 
 def case_results(runs: list, runs_dir: Path, space) -> list[CaseResult]:
     """Each case with the runs stored so far (a case may have fewer seeds than asked, or none)."""
-    from gas_nas.evidence import load_run
-    from gas_nas.train import TrialMetrics
+    from gas_nas.study.evidence import load_run
+    from gas_nas.trial.train import TrialMetrics
 
     results = []
     for name, paper_mb, spec in reproduction_cases(space):
@@ -218,14 +218,14 @@ def run_reproduction_search(space, args, device, log):
 
 def _record(trial):
     """What gas-nas recorded on a trial (imported late: this script's --help stays fast)."""
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     return TrialRecord.of(trial)
 
 
 def dominating_trials(study) -> list:
     """Feasible front trials that dominate every paper case on (size, imbalance)."""
-    from gas_nas.search import case_trials, front
+    from gas_nas.study.search import case_trials, front
 
     cases = [t.values for t in case_trials(study)]
     def dominates(a, b):
@@ -235,8 +235,8 @@ def dominating_trials(study) -> list:
 
 def export_found(study, found: list, space, assets: Path, export: bool, artifacts: str) -> list[dict]:
     """Save each found trial's samples next to the page and (unless --tiny) its architecture YAML."""
-    from gas_nas.search import trial_spec
-    from gas_nas.spec import save_arch
+    from gas_nas.models.spec import save_arch
+    from gas_nas.study.search import trial_spec
 
     rows = []
     for t in found:
@@ -272,7 +272,7 @@ def plot_front(study, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from optuna.trial import TrialState
 
-    from gas_nas.search import front
+    from gas_nas.study.search import front
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     infeasible = [t for t in done if not _record(t).feasible]
@@ -355,8 +355,8 @@ def _fid(case: CaseResult, quality) -> str:
 
 
 def _params(case: CaseResult) -> int:
-    from gas_nas.metrics import param_count
-    from gas_nas.models import build_discriminator
+    from gas_nas.models.networks import build_discriminator
+    from gas_nas.trial.metrics import param_count
 
     return param_count(build_discriminator(case.spec))
 
@@ -380,14 +380,14 @@ Rules (a case "fails the guard" when a majority of its seeds fail the quality gu
 
 
 def _pm(r: CaseResult, key: str, fmt: str) -> str:
-    from gas_nas.evidence import pm
+    from gas_nas.study.evidence import pm
 
     return pm(r.values(key), fmt)
 
 
 def table(results: list[CaseResult], quality, cuda: bool) -> list[str]:
-    from gas_nas.metrics import param_count, param_mb
-    from gas_nas.models import build_discriminator
+    from gas_nas.models.networks import build_discriminator
+    from gas_nas.trial.metrics import param_count, param_mb
 
     lines = [
         "| case | paper MB (TF, GPU) | params | param MB | peak train MB | seeds | imbalance | D loss | FID | classes | entropy | guard passed |",
@@ -539,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, stored_cpus, train_missing
-    from gas_nas.search import load_resources
+    from gas_nas.common.errors import GasNasError
+    from gas_nas.study.evidence import classifier_fingerprint, load_run, machine_key, stored_cpus, train_missing
+    from gas_nas.study.search import load_resources
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@
 Two paper architectures (case 1, the original, and case 3, inception k=32) at densities 1,
 0.5, 0.3 and 0.1 with static and dynamic masks, plus paper case 5 dense (inception k=16, about
 the stored size of case 1 at density 0.1: sparse-wide against dense-narrow), each over several
-seeds at one CPU budget. Resumable (`gas_nas.evidence`): every run is stored under
+seeds at one CPU budget. Resumable (`gas_nas.study.evidence`): every run is stored under
 docs/sparsity/runs/ as it finishes and skipped when the same command runs again; the page is
 rewritten after every stored run (between its results markers: the text around them is
 written by hand).
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from gas_nas.argtypes import positive_int
-from gas_nas.evidence import command_line, mean_std, pm, write_results
-from gas_nas.guard import violations
+from gas_nas.study.evidence import command_line, mean_std, pm, write_results
+from gas_nas.trial.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def settings(space) -> list[tuple[str, object, object]]:
     """(row name, spec, train config) for every setting, in training order."""
-    from gas_nas.cases import slug
+    from gas_nas.study.cases import slug
 
     rows = []
     for index in ARCHS:
@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from gas_nas.errors import GasNasError
-    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, plan_run, stored_cpus, train_missing
-    from gas_nas.search import load_resources
-    from gas_nas.space import load_space
-    from gas_nas.train import TrialMetrics
+    from gas_nas.common.errors import GasNasError
+    from gas_nas.models.space import load_space
+    from gas_nas.study.evidence import classifier_fingerprint, load_run, machine_key, plan_run, stored_cpus, train_missing
+    from gas_nas.study.search import load_resources
+    from gas_nas.trial.train import TrialMetrics
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Evidence for teacher-guided training (recipe `dgl`, after DGL-GAN): writes docs/teacher.md's results.
 
-With the default teacher (paper case 1 trained once at the paper budget, `gas_nas.teacher`),
+With the default teacher (paper case 1 trained once at the paper budget, `gas_nas.trial.teacher`),
 the small discriminators of paper cases 4 and 6 are trained alone (recipe `gas`) and with the
 teacher at several lambdas (recipe `dgl`, teacher from half the iterations on), over several
 seeds, at one stated budget, beside case 1 alone; then the time per iteration with and without
 the teacher. Every run goes through gas-nas's own `run_trial`.
 
-Resumable (`gas_nas.evidence`, as docs/reproduce.py): each run is stored under OUT/teacher/runs/
+Resumable (`gas_nas.study.evidence`, as docs/reproduce.py): each run is stored under OUT/teacher/runs/
 as it finishes (metrics JSON and sample grid), keyed by what changes its numbers (case, spec,
 seed, train config, quality settings, teacher sha256, the committed classifier, torch, device kind), and
 skipped when the same command runs again; the results between the page's markers are
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DOCS), help="folder of the page and its runs (default: docs)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: a 3-iteration teacher, 4-iteration students, batch 8, 64 samples")
     args = p.parse_args(argv)
-    from gas_nas.evidence import command_line
+    from gas_nas.study.evidence import command_line
 
     args.command = "python docs/teacher.py " + command_line(sys.argv[1:] if argv is None else argv)
     if args.tiny and Path(args.out).resolve() == DOCS.resolve():
@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def plan(space, args, teacher, machine: dict, classifier: str) -> list[tuple[str, float, object]]:
     """(case, lambda, evidence run), seed by seed: case 1 alone, then each student alone and with each lambda."""
-    from gas_nas.cases import slug
-    from gas_nas.evidence import plan_run
+    from gas_nas.study.cases import slug
+    from gas_nas.study.evidence import plan_run
 
     rows = [(space.cases[0], 0.0)] + [(space.cases[i], w) for i in STUDENTS for w in (0.0, *args.lambdas)]
     return [
@@ -89,7 +89,7 @@ def plan(space, args, teacher, machine: dict, classifier: str) -> list[tuple[str
 
 
 def student_train(space, weight: float):
-    from gas_nas.spec import TrainConfig
+    from gas_nas.models.spec import TrainConfig
 
     base = {k: v for k, v in space.train.to_dict().items() if k not in ("recipe", "teacher")}
     if not weight:
@@ -98,7 +98,7 @@ def student_train(space, weight: float):
 
 
 def budget_space(args):
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
 
     space = load_space()
     changes = {"iterations": args.iterations, "log_every": min(space.train.log_every, args.iterations)}
@@ -114,7 +114,7 @@ def budget_space(args):
 def get_teacher(args, device, real):
     """The default teacher (cached; trained at the paper budget on first use), a given file,
     or for --tiny a 3-iteration case 1 written into OUT."""
-    from gas_nas.teacher import load_default_teacher, load_teacher
+    from gas_nas.trial.teacher import load_default_teacher, load_teacher
 
     if args.teacher:
         return load_teacher(args.teacher, device)
@@ -122,8 +122,8 @@ def get_teacher(args, device, real):
         return load_default_teacher(args.data_dir, device)
     import torch
 
-    from gas_nas.spec import DiscriminatorSpec, TrainConfig
-    from gas_nas.train import train_gan
+    from gas_nas.models.spec import DiscriminatorSpec, TrainConfig
+    from gas_nas.trial.train import train_gan
 
     path = Path(args.out) / "teacher" / "tiny-teacher.pt"
     if not path.is_file():
@@ -140,7 +140,7 @@ def ms_per_iteration(spec, train, real, teacher, iterations: int) -> float:
     """Milliseconds per iteration after one warm-up iteration. On a CPU it is process CPU time,
     which other processes on a shared machine barely disturb (the wall clock swings 2x there);
     with --threads 1 it is the time the iteration costs. On CUDA it is wall time (synchronised)."""
-    from gas_nas.train import train_gan
+    from gas_nas.trial.train import train_gan
 
     cuda = real.device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time
@@ -161,7 +161,7 @@ def ms_per_iteration(spec, train, real, teacher, iterations: int) -> float:
 def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
     """ms per iteration of each student with and without the teacher (on from iteration 1),
     alternating, 3 repeats each, medians (CPU: process time); stored and reused like a run."""
-    from gas_nas.evidence import write_json_atomic
+    from gas_nas.study.evidence import write_json_atomic
 
     key = {"clock": "process" if real.device.type == "cpu" else "wall", "iterations": args.timing_iterations, "batch_size": space.train.batch_size, "threads": args.threads, "teacher_sha256": teacher.sha256, **fixed}
     name = "timing-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
@@ -191,8 +191,8 @@ def timing(space, args, real, teacher, fixed: dict, runs_dir: Path) -> dict:
 
 def results(runs: list, stored: dict, space, teacher, timing_record: dict | None, args, seconds: float) -> str:
     """The results block; `runs` from `plan`, `stored` maps a run's stem to its stored record."""
-    from gas_nas.evidence import pm
-    from gas_nas.results import TrialMetrics
+    from gas_nas.study.evidence import pm
+    from gas_nas.trial.results import TrialMetrics
 
     lines = ([TINY_BANNER, ""] if args.tiny else []) + [f"Command: `{args.command}`  ", f"Teacher: {teacher_label(teacher, args)}  ",
              f"Students: {space.train.iterations} iterations, batch {space.train.batch_size}, teacher from iteration {student_train(space, 0.1).teacher_start + 1} (`teacher_from: {student_train(space, 0.1).teacher_from:g}`); "
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gas_nas.evidence import classifier_fingerprint, load_run, machine_key, train_missing, write_results
-    from gas_nas.search import load_resources
+    from gas_nas.study.evidence import classifier_fingerprint, load_run, machine_key, train_missing, write_results
+    from gas_nas.study.search import load_resources
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
     space = budget_space(args)

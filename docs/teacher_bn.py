@@ -51,10 +51,10 @@ def grad_on_images(D: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    from gas_nas.data import load_mnist
-    from gas_nas.space import load_space
-    from gas_nas.spec import TrainConfig
-    from gas_nas.train import train_cohort
+    from gas_nas.models.space import load_space
+    from gas_nas.models.spec import TrainConfig
+    from gas_nas.trial.data import load_mnist
+    from gas_nas.trial.train import train_cohort
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iterations", type=int, default=400)

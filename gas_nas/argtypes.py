@@ -43,8 +43,8 @@ def positive_int(text: str) -> int:
 
 def lambda_list(text: str) -> tuple[float, ...]:
     """`--lambdas a,b,c`: size weights of the differentiable strategy, finite and >= 0."""
-    from gas_nas.errors import SpaceError
-    from gas_nas.spec import check_lambdas
+    from gas_nas.common.errors import SpaceError
+    from gas_nas.models.spec import check_lambdas
 
     try:
         values = tuple(float(part) for part in text.split(","))
@@ -58,7 +58,7 @@ def lambda_list(text: str) -> tuple[float, ...]:
 
 def cohort_size(text: str):
     """`--cohort`: `auto` or an integer in 1..MAX_COHORT."""
-    from gas_nas.spec import MAX_COHORT
+    from gas_nas.models.spec import MAX_COHORT
 
     if text == "auto":
         return text
@@ -70,7 +70,7 @@ def cohort_size(text: str):
 
 def device_name(text: str) -> str:
     """`--device`: auto, cpu, cuda or cuda:N (checked against the machine by `_device`)."""
-    from gas_nas.workers import parse_device
+    from gas_nas.study.workers import parse_device
 
     try:
         return parse_device(text)

@@ -21,10 +21,10 @@ from rich.table import Table
 from gas_nas import __version__
 from gas_nas import run
 from gas_nas.argtypes import MAX_SEED, MAX_TRIALS, cohort_size, device_name, int_in, lambda_list, number_list, study_name
-from gas_nas.errors import GasNasError
-from gas_nas.paths import check_output_dir
-from gas_nas.strategies import STRATEGIES
-from gas_nas.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
+from gas_nas.common.errors import GasNasError
+from gas_nas.common.paths import check_output_dir
+from gas_nas.models.spec import MAX_BATCH_SIZE, MAX_ITERATIONS, SamplerName
+from gas_nas.strategies.registry import STRATEGIES
 
 MAX_JOBS = 64
 
@@ -56,9 +56,9 @@ class Cases(Command):
         parser.add_argument("--write", metavar="DIR", help="write each case as an architecture YAML into DIR")
 
     def run(self, args, console):
-        from gas_nas.cases import case_rows
-        from gas_nas.space import load_space
-        from gas_nas.spec import save_arch
+        from gas_nas.models.space import load_space
+        from gas_nas.models.spec import save_arch
+        from gas_nas.study.cases import case_rows
 
         if args.write:
             check_output_dir(args.write, "--write")
@@ -94,7 +94,7 @@ def _num(value) -> str:
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
-    from gas_nas.recipes import RECIPES
+    from gas_nas.models.recipes import RECIPES
 
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: from YAML; precedence: flags > arch file > space)")
     parser.add_argument("--iterations", type=int_in(1, MAX_ITERATIONS), metavar="N", help="training iterations per trial (default: from YAML)")
@@ -183,9 +183,9 @@ class Search(Command):
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
-    from gas_nas.confirmation import confirmations, trusted_front
     from gas_nas.progress import no_feasible_line
-    from gas_nas.search import case_trials, guard_line, proposal_trials, stored_guard, trial_row
+    from gas_nas.study.confirmation import confirmations, trusted_front
+    from gas_nas.study.search import case_trials, guard_line, proposal_trials, stored_guard, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     found = confirmations(study)
@@ -248,7 +248,7 @@ class Show(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args, console):
-        from gas_nas.search import load_existing
+        from gas_nas.study.search import load_existing
 
         study = load_existing(run.storage_url(args), args.study)
         _print_front(console, study, as_json=args.json)
@@ -322,8 +322,8 @@ class Dashboard(Command):
     def run(self, args, console):
         from optuna.artifacts import FileSystemArtifactStore
 
-        from gas_nas.dashboard import serve
-        from gas_nas.search import artifacts_problem, find_artifacts, load_existing
+        from gas_nas.study.dashboard import serve
+        from gas_nas.study.search import artifacts_problem, find_artifacts, load_existing
 
         storage = run.storage_url(args)
         study = load_existing(storage, args.study)

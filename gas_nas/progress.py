@@ -1,5 +1,5 @@
 """What a run shows on a terminal: rich bars, one plain line per trial elsewhere, and
-`TerminalEvents`, the terminal's side of gas_nas.events.
+`TerminalEvents`, the terminal's side of gas_nas.common.events.
 
 Driven by Optuna callbacks (after each trial) and the trainer's progress hook (per log
 interval), never by Optuna's own `show_progress_bar`.
@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from gas_nas.dashboard import no_feasible
-from gas_nas.events import Events, NullBar, human_time
-from gas_nas.record import INTERRUPTED, TrialRecord
+from gas_nas.common.events import Events, NullBar, human_time
+from gas_nas.study.dashboard import no_feasible
+from gas_nas.study.record import INTERRUPTED, TrialRecord
 
 WARM_SHARE = 10  # a cohort's iteration rate is trusted once a tenth of its iterations ran (the first ones are slow)
 
@@ -322,7 +322,7 @@ class TerminalEvents(Events):
     def proposals(self, proposals: list) -> None:
         from rich.table import Table
 
-        from gas_nas.differentiable import mixed_axes
+        from gas_nas.strategies.differentiable import mixed_axes
 
         if self.quiet or not proposals:
             return

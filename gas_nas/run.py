@@ -2,7 +2,7 @@
 check one line (a GasNasError) before anything is created or trained, then the work.
 
 Functions take a request: any object with the CLI's attribute names (`argparse.Namespace`, or
-`SearchRequest` for scripts), and tell what happens to `Events` (gas_nas.events: the terminal's
+`SearchRequest` for scripts), and tell what happens to `Events` (gas_nas.common.events: the terminal's
 bars and lines, or nothing), so the CLI only parses flags and prints, and docs scripts and
 benchmarks run the same searches without importing gas_nas.cli or rebuilding the pipeline.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gas_nas.argtypes import MAX_SEED
-from gas_nas.errors import GasNasError
-from gas_nas.events import Events, human_time
+from gas_nas.common.errors import GasNasError
+from gas_nas.common.events import Events, human_time
 
 
 @dataclass
@@ -50,13 +50,13 @@ TRAIN_FLAGS = {"recipe": "--recipe", "iterations": "--iterations", "batch_size":
 
 
 # The flags a resume hint repeats: the study keeps its settings, and a resume that names them
-# again must name the same (gas_nas.settings); --space also gives the axes.
+# again must name the same (gas_nas.study.settings); --space also gives the axes.
 RESUME_FLAGS = {"space": "--space", "recipe": "--recipe", "iterations": "--iterations", "batch_size": "--batch-size", "teacher": "--teacher", "seed": "--seed"}
 
 
 def storage_url(req: Any) -> str:
     """--storage, else $GAS_NAS_STORAGE (keeps a password off command lines and shell history)."""
-    from gas_nas.storage import DEFAULT_SQLITE
+    from gas_nas.study.storage import DEFAULT_SQLITE
 
     return req.storage or os.environ.get("GAS_NAS_STORAGE") or DEFAULT_SQLITE
 
@@ -79,7 +79,7 @@ def torch_device(name: str):
 def check_memory(specs: list, train, quality, device, have, *, data_loaded: bool) -> None:
     """Refuse, in one line, a trial whose predicted peak does not fit what this process may use
     (on a CPU the kernel's out-of-memory killer would end it without a message)."""
-    from gas_nas.memory import check
+    from gas_nas.trial.memory import check
 
     reason = check(specs, train, quality, device, have, data_loaded=data_loaded)
     if reason:
@@ -89,14 +89,14 @@ def check_memory(specs: list, train, quality, device, have, *, data_loaded: bool
 def check_data(req: Any) -> None:
     """MNIST is found (a named folder checked, the default cache downloaded into) before any
     study is created or training starts."""
-    from gas_nas.data import resolve_data_dir
+    from gas_nas.trial.data import resolve_data_dir
 
     resolve_data_dir(req.data_dir)
 
 
 def train_config(req: Any, space, arch: str | None = None):
     """The one precedence for training keys, flags > arch file > space, and the line saying which won."""
-    from gas_nas.spec import resolve_train, train_section
+    from gas_nas.models.spec import resolve_train, train_section
 
     built = not isinstance(req.space, (str, type(None)))  # a SearchSpace a script built: its own train keys
     layers = [("space", space.train.to_dict() if built else train_section(space.path))] + ([("arch file", train_section(arch))] if arch else [])
@@ -112,7 +112,7 @@ def train_config(req: Any, space, arch: str | None = None):
 def teacher_for(train, device, req: Any, events: Events | None = None):
     """The teacher the recipe trains with (None without one), checked before any training (the
     default teacher is trained on first use, told to `events`)."""
-    from gas_nas.teacher import resolve_teacher
+    from gas_nas.trial.teacher import resolve_teacher
 
     return resolve_teacher(train, device, req.data_dir, events=events)
 
@@ -121,9 +121,9 @@ def study_settings(req: Any, space, storage: str, study_name: str, line: str):
     """The space, base seed and training line this search runs with: a resumed study's stored
     settings where this run names none (a named one that differs is refused, before any write);
     and which setting parts the run named."""
-    from gas_nas.search import existing_study
-    from gas_nas.settings import StudySettings, apply, keep_settings
-    from gas_nas.spec import resolve_train
+    from gas_nas.models.spec import resolve_train
+    from gas_nas.study.search import existing_study
+    from gas_nas.study.settings import StudySettings, apply, keep_settings
 
     named = {part for part, given in (("train", req.space or any(getattr(req, k) is not None for k in TRAIN_FLAGS)),
                                       ("quality", req.space), ("seed", req.seed is not None)) if given}
@@ -160,8 +160,8 @@ def trial_seconds(space, res, device) -> float | None:
     """On a CPU, a trial's seconds timed from a few iterations of the first paper case: the start
     line's figure and the bars' until a trial has finished (None on CUDA: warm-up and graph
     capture make a few iterations say little)."""
-    from gas_nas.spec import DiscriminatorSpec
-    from gas_nas.train import seconds_per_trial
+    from gas_nas.models.spec import DiscriminatorSpec
+    from gas_nas.trial.train import seconds_per_trial
 
     if device.type != "cpu":
         return None
@@ -172,7 +172,7 @@ def trial_seconds(space, res, device) -> float | None:
 
 def start_workers(req, plan: list, storage: str, study_name: str, n_trials: int | None, seed: int) -> list:
     """`--jobs K`: K-1 more `gas-nas search` processes on the same study, each with its share of the machine."""
-    from gas_nas.workers import start
+    from gas_nas.study.workers import start
 
     if len(plan) < 2:
         return []
@@ -196,8 +196,8 @@ class PreparedSearch:
     storage: str
     study_name: str
     device: Any
-    plan: list  # gas_nas.workers.Worker: this process first
-    res: Any  # gas_nas.search.Resources
+    plan: list  # gas_nas.study.workers.Worker: this process first
+    res: Any  # gas_nas.study.search.Resources
     memory: Any
     seed: int
     cohort: int
@@ -206,7 +206,7 @@ class PreparedSearch:
     artifacts: str
     train_line: str  # which training keys came from where
     resume: str  # the command that continues this study the same way
-    strategy: Any  # gas_nas.strategies.Strategy
+    strategy: Any  # gas_nas.strategies.registry.Strategy
     strategy_line: str = ""  # what the strategy says before it runs ("" for nothing)
 
 
@@ -216,15 +216,15 @@ def prepare_search(req: Any, events: Events | None = None) -> PreparedSearch:
     import optuna
     import torch
 
-    from gas_nas.memory import available
-    from gas_nas.paths import check_output_dir
-    from gas_nas.search import load_resources, open_study, record_artifacts
-    from gas_nas.settings import StudySettings, keep_settings
-    from gas_nas.space import load_space
-    from gas_nas.storage import DEFAULT_ARTIFACTS, check_openable, redact
-    from gas_nas.strategies import get_strategy
-    from gas_nas.train import auto_cohort
-    from gas_nas.workers import divide
+    from gas_nas.common.paths import check_output_dir
+    from gas_nas.models.space import load_space
+    from gas_nas.strategies.registry import get_strategy
+    from gas_nas.study.search import load_resources, open_study, record_artifacts
+    from gas_nas.study.settings import StudySettings, keep_settings
+    from gas_nas.study.storage import DEFAULT_ARTIFACTS, check_openable, redact
+    from gas_nas.study.workers import divide
+    from gas_nas.trial.memory import available
+    from gas_nas.trial.train import auto_cohort
 
     artifacts = str(check_output_dir(req.artifacts or DEFAULT_ARTIFACTS, "--artifacts"))
     space = load_space(req.space) if isinstance(req.space, (str, type(None))) else req.space
@@ -279,7 +279,7 @@ def study_status(study) -> str:
 
     import optuna
 
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     trials = study.get_trials(deepcopy=False)
     queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
@@ -306,7 +306,7 @@ class SearchEnd:
 def search(req: Any, events: Events | None = None) -> SearchEnd:
     """A whole `gas-nas search`: prepare (every refusal before any write), the strategy's own
     proposals, then the trials, with extra workers for --jobs; Ctrl-C or SIGTERM ends it cleanly."""
-    from gas_nas.interrupt import Interrupted, StopRequest
+    from gas_nas.common.interrupt import Interrupted, StopRequest
 
     events = events or Events()
     ready = prepare_search(req, events)
@@ -329,8 +329,8 @@ def search(req: Any, events: Events | None = None) -> SearchEnd:
 
 def say_settings(ready: PreparedSearch, events: Events) -> None:
     """The lines before a search: training keys, the study, the guard, memory, workers."""
-    from gas_nas.search import guard_line
-    from gas_nas.storage import redact
+    from gas_nas.study.search import guard_line
+    from gas_nas.study.storage import redact
 
     events.say(ready.train_line)
     events.say(f"study {ready.study_name!r} in {redact(ready.storage)}: {study_status(ready.study)}; device {ready.device}, cohort {ready.cohort}"
@@ -349,8 +349,8 @@ def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: in
     `req`, --jobs' extra workers run beside this process."""
     import optuna
 
-    from gas_nas.interrupt import Interrupted, StopRequest
-    from gas_nas.search import SearchOptions, cases_to_settle, run_search
+    from gas_nas.common.interrupt import Interrupted, StopRequest
+    from gas_nas.study.search import SearchOptions, cases_to_settle, run_search
 
     events = events or Events()
     space, study = ready.space, ready.study
@@ -384,7 +384,7 @@ def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: in
 class Trained:
     """A finished `gas-nas train`: the outcome, the files written and the guard's reasons."""
 
-    outcome: Any  # gas_nas.results.TrialOutcome
+    outcome: Any  # gas_nas.trial.results.TrialOutcome
     paths: dict
     reasons: list[str]  # why the quality guard fails it ([] passes)
 
@@ -392,14 +392,14 @@ class Trained:
 def train(req: Any, events: Events | None = None) -> Trained:
     """A whole `gas-nas train`: the arch file's spec with the precedence of training keys, its
     seed, every check before MNIST loads (memory, data, teacher), one training, its files."""
-    from gas_nas.guard import violations
-    from gas_nas.memory import available
-    from gas_nas.paths import check_output_dir
-    from gas_nas.report import save_trial
-    from gas_nas.search import load_resources
-    from gas_nas.space import load_space
-    from gas_nas.spec import load_arch
-    from gas_nas.train import run_trial
+    from gas_nas.common.paths import check_output_dir
+    from gas_nas.models.space import load_space
+    from gas_nas.models.spec import load_arch
+    from gas_nas.study.search import load_resources
+    from gas_nas.trial.guard import violations
+    from gas_nas.trial.memory import available
+    from gas_nas.trial.report import save_trial
+    from gas_nas.trial.train import run_trial
 
     events = events or Events()
     check_output_dir(req.out, "--out")
@@ -425,7 +425,7 @@ class Confirmed:
 
     study: Any
     trials: list  # FrozenTrial: the study's trials confirmed
-    found: dict  # trial number -> gas_nas.confirmation.Confirmation
+    found: dict  # trial number -> gas_nas.study.confirmation.Confirmation
     code: int = 0
     message: str = ""
     stopped: bool = False
@@ -434,13 +434,13 @@ class Confirmed:
 def confirm(req: Any, events: Events | None = None) -> Confirmed:
     """A whole `gas-nas confirm`: which trials, every check before training (data, teacher), the
     retrainings queued in the companion study and run; Ctrl-C keeps the finished ones."""
-    from gas_nas.confirm import plan_confirm, queue, run_confirm
-    from gas_nas.confirmation import confirmations
-    from gas_nas.interrupt import Interrupted, StopRequest
-    from gas_nas.memory import available
-    from gas_nas.search import SearchOptions, load_existing, load_resources
-    from gas_nas.spec import QualityConfig
-    from gas_nas.train import auto_cohort
+    from gas_nas.common.interrupt import Interrupted, StopRequest
+    from gas_nas.models.spec import QualityConfig
+    from gas_nas.study.confirm import plan_confirm, queue, run_confirm
+    from gas_nas.study.confirmation import confirmations
+    from gas_nas.study.search import SearchOptions, load_existing, load_resources
+    from gas_nas.trial.memory import available
+    from gas_nas.trial.train import auto_cohort
 
     events = events or Events()
     study = load_existing(storage_url(req), req.study)
@@ -484,12 +484,12 @@ class Exported:
 def export(req: Any) -> Exported:
     """The trial `--trial` or `--pick` names, written as architecture YAML that `gas-nas train
     --arch` rebuilds, with its study, objectives, metrics and (where confirmed) its seeds' values."""
-    from gas_nas.confirmation import confirmations
-    from gas_nas.paths import check_output_file
-    from gas_nas.record import TrialRecord
-    from gas_nas.search import load_existing, pick_trial, trial_spec
-    from gas_nas.spec import TrainConfig, save_arch
-    from gas_nas.storage import redact
+    from gas_nas.common.paths import check_output_file
+    from gas_nas.models.spec import TrainConfig, save_arch
+    from gas_nas.study.confirmation import confirmations
+    from gas_nas.study.record import TrialRecord
+    from gas_nas.study.search import load_existing, pick_trial, trial_spec
+    from gas_nas.study.storage import redact
 
     check_output_file(req.output, "--output", force=req.force)
     storage = storage_url(req)

@@ -51,7 +51,7 @@ def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mnist_classifier():
     """The feature classifier shipped with gas-nas, as every command loads it (the same on any CPU)."""
-    from gas_nas.classifier import load_classifier
+    from gas_nas.trial.classifier import load_classifier
 
     return load_classifier(device="cpu")
 
@@ -68,7 +68,7 @@ def write_tiny_space(path: Path, train: dict | None = None, quality: dict | None
     """The default space with a CPU-sized budget (and, unless given, a permissive quality guard)."""
     import yaml
 
-    from gas_nas.space import DEFAULT_SPACE
+    from gas_nas.models.space import DEFAULT_SPACE
 
     doc = yaml.safe_load(DEFAULT_SPACE.read_text())
     doc["train"].update(TINY_BUDGET | (train or {}))
@@ -98,8 +98,8 @@ def write_teacher(path: Path, seed: int = 0, spec: dict | None = None) -> Path:
     statistics (so eval mode differs from each batch's statistics)."""
     import torch
 
-    from gas_nas.models import build_discriminator
-    from gas_nas.spec import DiscriminatorSpec, TrainConfig
+    from gas_nas.models.networks import build_discriminator
+    from gas_nas.models.spec import DiscriminatorSpec, TrainConfig
 
     spec_obj = DiscriminatorSpec(**(spec or TEACHER_SPEC))
     with torch.random.fork_rng(devices=[]):

@@ -1,4 +1,4 @@
-"""The duality gap (gas_nas.balance): a balance measure a lazy discriminator or a collapsed generator cannot win."""
+"""The duality gap (gas_nas.trial.balance): a balance measure a lazy discriminator or a collapsed generator cannot win."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from conftest import write_tiny_space
-from gas_nas.balance import duality_gap, gap_parts
-from gas_nas.errors import SpaceError
-from gas_nas.metrics import imbalance
-from gas_nas.record import TrialRecord
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
-from gas_nas.train import train_gan
+from gas_nas.common.errors import SpaceError
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.study.record import TrialRecord
+from gas_nas.trial.balance import duality_gap, gap_parts
+from gas_nas.trial.metrics import imbalance
+from gas_nas.trial.train import train_gan
 
 SPEC = DiscriminatorSpec(base_filters=8, depth=2)
 TRAIN = TrainConfig(iterations=30, batch_size=8, log_every=10)
@@ -26,7 +26,7 @@ STEPS = 30
 
 @pytest.fixture(scope="module")
 def data(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     real, _ = load_mnist(mnist_dir, train=True)
     held_out, _ = load_mnist(mnist_dir, train=False)
@@ -120,7 +120,7 @@ def test_duality_gap_steps_and_balance_are_validated(tmp_path):
 def test_a_search_on_the_duality_gap_records_it_and_minimises_it(tmp_path, data, mnist_classifier):
     import optuna
 
-    from gas_nas.search import Resources, SearchOptions, open_study, run_search
+    from gas_nas.study.search import Resources, SearchOptions, open_study, run_search
 
     space = load_space(write_tiny_space(tmp_path / "gap.yaml", quality={"duality_gap_steps": 3}, search={"balance": "duality_gap"}))
     storage = f"sqlite:///{tmp_path}/g.db"
@@ -138,7 +138,7 @@ def test_a_search_on_the_duality_gap_records_it_and_minimises_it(tmp_path, data,
 
 
 def test_the_gap_never_takes_more_than_a_tenth_of_the_trials_iterations():
-    from gas_nas.train import gap_steps
+    from gas_nas.trial.train import gap_steps
 
     quality = QualityConfig()  # 200 steps
     assert gap_steps(quality, TrainConfig()) == 200  # the paper's 2000 iterations

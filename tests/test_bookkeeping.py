@@ -21,15 +21,15 @@ import torch
 from optuna.trial import TrialState
 
 from conftest import write_tiny_space
-from gas_nas.guard import CONSTRAINT_NAMES
-from gas_nas.bookkeeping import AtomicFileStore, Recorder, StudyPlot
-from gas_nas.dashboard import PLOT_ID, constraint_attrs
-from gas_nas.interrupt import Interrupted
-from gas_nas.record import TrialRecord, _jsonable
-from gas_nas.search import Resources, SearchOptions, open_study, run_search, trial_row
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec
-from gas_nas.train import TrialMetrics, TrialOutcome
+from gas_nas.common.interrupt import Interrupted
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec
+from gas_nas.study.bookkeeping import AtomicFileStore, Recorder, StudyPlot
+from gas_nas.study.dashboard import PLOT_ID, constraint_attrs
+from gas_nas.study.record import TrialRecord, _jsonable
+from gas_nas.study.search import Resources, SearchOptions, open_study, run_search, trial_row
+from gas_nas.trial.guard import CONSTRAINT_NAMES
+from gas_nas.trial.train import TrialMetrics, TrialOutcome
 
 TESTS = Path(__file__).resolve().parent
 NO_RESOURCES = Resources(real=None, held_out=None, classifier=None)
@@ -42,7 +42,7 @@ def metrics(seed: int = 0, fid: float = 40.0) -> TrialMetrics:
 
 
 def fake_training(calls: list | None = None, seconds: float = 0.0, interrupt_at: int | None = None):
-    """Stands in for `gas_nas.train.run_cohort`: made-up outcomes, or `Interrupted` on call `interrupt_at`."""
+    """Stands in for `gas_nas.trial.train.run_cohort`: made-up outcomes, or `Interrupted` on call `interrupt_at`."""
 
     def run_cohort(specs, seeds, *args, **kwargs):
         if calls is not None:
@@ -121,7 +121,7 @@ def test_a_record_written_the_new_way_and_the_old_way_reads_back_equal(tmp_path)
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_record_and_its_constraints_reach_the_storage_whole(tmp_path, kind):
     url = f"sqlite:///{tmp_path}/w.db" if kind == "sqlite" else f"journal:{tmp_path}/w.journal"
-    from gas_nas.storage import open_storage
+    from gas_nas.study.storage import open_storage
 
     study = optuna.create_study(storage=open_storage(url), study_name="w", directions=["minimize", "minimize"])
     trial = study.ask()
@@ -144,8 +144,8 @@ def test_a_record_and_its_constraints_reach_the_storage_whole(tmp_path, kind):
 def test_a_trials_sampled_parameters_are_one_write(tmp_path):
     import sqlalchemy
 
-    from gas_nas.space import sample
-    from gas_nas.storage import ParamBuffer, open_storage
+    from gas_nas.models.space import sample
+    from gas_nas.study.storage import ParamBuffer, open_storage
 
     space = load_space()
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/p.db"), study_name="p", directions=["minimize", "minimize"])
@@ -189,20 +189,20 @@ def test_study_plot_is_refreshed_at_a_bounded_rate():
 
 
 def test_the_plot_is_refreshed_at_the_end_of_a_search_and_after_a_stop(tmp_path, monkeypatch):
-    import gas_nas.search
-    import gas_nas.train
+    import gas_nas.study.search
+    import gas_nas.trial.train
 
     study, space = _study(tmp_path)
     refreshes = []
-    real_refresh = gas_nas.search.refresh_study_plot
-    monkeypatch.setattr(gas_nas.search, "refresh_study_plot", lambda s: (refreshes.append(len(s.trials)), real_refresh(s)))
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_training())
+    real_refresh = gas_nas.study.search.refresh_study_plot
+    monkeypatch.setattr(gas_nas.study.search, "refresh_study_plot", lambda s: (refreshes.append(len(s.trials)), real_refresh(s)))
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_training())
     opts = SearchOptions(artifacts=str(tmp_path / "a"), plot_interval=3600.0)
     run_search(study, space, opts, NO_RESOURCES, n_trials=4)
     assert len(refreshes) == 2 and _plotted(study) == 4  # after the first trial, and at the end with all four
 
     calls = []
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_training(calls, interrupt_at=3))
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_training(calls, interrupt_at=3))
     with pytest.raises(Interrupted):
         run_search(study, space, opts, NO_RESOURCES, n_trials=4)
     assert len(refreshes) == 4 and _plotted(study) == 6  # the two trials before the stop are on it
@@ -213,12 +213,12 @@ def test_the_plot_is_refreshed_at_the_end_of_a_search_and_after_a_stop(tmp_path,
 
 
 def test_with_overlap_a_cohort_is_recorded_while_the_next_trains_and_a_stop_loses_nothing(tmp_path, monkeypatch):
-    import gas_nas.search
-    import gas_nas.train
+    import gas_nas.study.search
+    import gas_nas.trial.train
 
     study, space = _study(tmp_path)
     calls, events = [], []
-    note = gas_nas.search.save_trial_note
+    note = gas_nas.study.search.save_trial_note
 
     def slow_note(s, t):
         events.append(("recorded", t.number, threading.current_thread() is threading.main_thread()))
@@ -226,8 +226,8 @@ def test_with_overlap_a_cohort_is_recorded_while_the_next_trains_and_a_stop_lose
         note(s, t)
 
     train = fake_training(calls, interrupt_at=4)
-    monkeypatch.setattr(gas_nas.search, "save_trial_note", slow_note)
-    monkeypatch.setattr(gas_nas.train, "run_cohort", lambda specs, seeds, *a, **k: (events.append(("train", seeds[0])), train(specs, seeds))[1])
+    monkeypatch.setattr(gas_nas.study.search, "save_trial_note", slow_note)
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", lambda specs, seeds, *a, **k: (events.append(("train", seeds[0])), train(specs, seeds))[1])
     opts = SearchOptions(artifacts=str(tmp_path / "a"), cohort=2, overlap=True, plot_interval=3600.0)
     with pytest.raises(Interrupted):
         run_search(study, space, opts, NO_RESOURCES, n_trials=10)
@@ -243,22 +243,22 @@ def test_with_overlap_a_cohort_is_recorded_while_the_next_trains_and_a_stop_lose
 
 def test_until_with_overlap_completes_exactly_that_many_trials(tmp_path, monkeypatch):
     """Trials still being recorded count toward --until, so no cohort is trained in vain."""
-    import gas_nas.train
+    import gas_nas.trial.train
 
     study, space = _study(tmp_path)
     calls = []
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_training(calls))
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_training(calls))
     run_search(study, space, SearchOptions(artifacts=str(tmp_path / "a"), cohort=2, overlap=True), NO_RESOURCES, n_trials=None, until=5)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5 + [TrialState.WAITING] and sum(map(len, calls)) == 5  # the 6th paper case waits
 
 
 def test_a_recording_error_stops_the_search_with_that_error(tmp_path, monkeypatch):
-    import gas_nas.search
-    import gas_nas.train
+    import gas_nas.study.search
+    import gas_nas.trial.train
 
     study, space = _study(tmp_path)
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_training())
-    monkeypatch.setattr(gas_nas.search, "save_trial_note", lambda s, t: (_ for _ in ()).throw(OSError("disk gone")))
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_training())
+    monkeypatch.setattr(gas_nas.study.search, "save_trial_note", lambda s, t: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(OSError, match="disk gone"):
         run_search(study, space, SearchOptions(artifacts=str(tmp_path / "a"), overlap=True), NO_RESOURCES, n_trials=3)
     assert threading.active_count() == 1 or not any(t.name.startswith("gas-nas-recorder") for t in threading.enumerate())
@@ -294,14 +294,14 @@ def test_an_artifact_is_written_whole_or_not_at_all(tmp_path):
 CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import gas_nas.search, gas_nas.train
+import gas_nas.study.search, gas_nas.trial.train
 from test_bookkeeping import _study, fake_training, NO_RESOURCES
-from gas_nas.search import SearchOptions, run_search
+from gas_nas.study.search import SearchOptions, run_search
 from pathlib import Path
 
 study, space = _study(Path({tmp!r}))
-gas_nas.train.run_cohort = fake_training(seconds=0.05)
-attrs, calls = gas_nas.search.constraint_attrs, []
+gas_nas.trial.train.run_cohort = fake_training(seconds=0.05)
+attrs, calls = gas_nas.study.search.constraint_attrs, []
 
 def stuck_third(c):  # between trial 2's artifacts and its record: say so, and wait for the kill
     calls.append(1)
@@ -310,7 +310,7 @@ def stuck_third(c):  # between trial 2's artifacts and its record: say so, and w
         time.sleep(120)
     return attrs(c)
 
-gas_nas.search.constraint_attrs = stuck_third
+gas_nas.study.search.constraint_attrs = stuck_third
 run_search(study, space, SearchOptions(artifacts={art!r}, overlap=True, plot_interval=0.0), NO_RESOURCES, n_trials=50)
 """
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 from gas_nas.cli import main
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator
-from gas_nas.space import load_space
-from gas_nas.spec import load_arch
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import load_arch
+from gas_nas.trial.metrics import param_count
 
 
 def test_cases_json_lists_six_in_paper_order(capsys):

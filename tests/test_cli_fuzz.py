@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gas_nas.cli import main
-from gas_nas.space import DEFAULT_SPACE
-from gas_nas.spec import DiscriminatorSpec, save_arch
+from gas_nas.models.space import DEFAULT_SPACE
+from gas_nas.models.spec import DiscriminatorSpec, save_arch
 
 
 def _files(root: Path) -> list[str]:

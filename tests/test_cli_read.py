@@ -15,10 +15,10 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore
 
 from gas_nas.cli import main
-from gas_nas.dashboard import set_constraints
-from gas_nas.search import ARTIFACTS_ATTR, record_artifacts
-from gas_nas.record import TrialRecord
-from gas_nas.results import TrialMetrics
+from gas_nas.study.dashboard import set_constraints
+from gas_nas.study.record import TrialRecord
+from gas_nas.study.search import ARTIFACTS_ATTR, record_artifacts
+from gas_nas.trial.results import TrialMetrics
 
 # (size, imbalance, case, fid): fid > 100 fails the guard
 PNG = b"\x89PNG\r\n\x1a\n-not-a-real-image"
@@ -89,10 +89,10 @@ def free_port() -> int:
 @pytest.fixture
 def served(monkeypatch):
     """`gas-nas dashboard` with the server replaced: what it would serve, and its stderr."""
-    import gas_nas.dashboard
+    import gas_nas.study.dashboard
 
     seen = {}
-    monkeypatch.setattr(gas_nas.dashboard, "serve", lambda storage, host, port, artifact_store=None: seen.update(store=artifact_store))
+    monkeypatch.setattr(gas_nas.study.dashboard, "serve", lambda storage, host, port, artifact_store=None: seen.update(store=artifact_store))
 
     def run(argv, capsys):
         assert main(["dashboard", "--port", str(free_port()), *argv]) == 0

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from gas_nas.models import FusedGenerator, build_generator
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
-from gas_nas.train import make_optimizer, run_cohort, train_cohort
+from gas_nas.models.networks import FusedGenerator, build_generator
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.trial.train import make_optimizer, run_cohort, train_cohort
 
 CASES = load_space().cases
 SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
@@ -20,7 +20,7 @@ SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     images, _ = load_mnist(mnist_dir, train=True)
     return images[:600]
@@ -98,7 +98,7 @@ COHORT_CASES = {
 def test_a_trial_gets_the_same_losses_in_a_cohort_of_three_as_alone(kind, real, teacher_file, float64):
     """The cohort trains K trials as one: a trial's losses (and a sparse trial's masks, a teacher
     trial's teacher terms) are those it gets alone, whatever step parts its recipe adds."""
-    from gas_nas.teacher import load_teacher
+    from gas_nas.trial.teacher import load_teacher
 
     keys, spec = COHORT_CASES[kind]
     train = TrainConfig.from_dict({"batch_size": 4, "log_every": 1, **keys})
@@ -133,7 +133,7 @@ def test_a_diverging_trial_fails_alone_and_leaves_its_cohort_unchanged(real, flo
 def test_a_cohort_creates_nothing_on_the_default_device(real, mnist_classifier, mnist_dir):
     """With the default device set to `meta`, any tensor or module created without an explicit
     device fails; a whole cohort (training and quality) must still run on the CPU."""
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     held_out, _ = load_mnist(mnist_dir, train=False)
     train = TrainConfig(iterations=2, batch_size=4, log_every=1)

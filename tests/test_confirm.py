@@ -13,17 +13,17 @@ import yaml
 from optuna.trial import TrialState
 
 from gas_nas.cli import main
-from gas_nas.confirm import _claim, plan_confirm, queue, run_confirm
-from gas_nas.confirmation import CONFIRMS, SEED, SEED_STEP, companion, confirmations, extra_seeds, trusted_front
-from gas_nas.dashboard import constraint_attrs, study_figure, trial_note
-from gas_nas.errors import GasNasError
-from gas_nas.guard import CONSTRAINT_NAMES
-from gas_nas.interrupt import Interrupted
-from gas_nas.record import TrialRecord
-from gas_nas.results import TrialMetrics
-from gas_nas.search import SearchOptions, pick_trial
-from gas_nas.settings import SETTINGS_ATTR, StudySettings
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.common.errors import GasNasError
+from gas_nas.common.interrupt import Interrupted
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.study.confirm import _claim, plan_confirm, queue, run_confirm
+from gas_nas.study.confirmation import CONFIRMS, SEED, SEED_STEP, companion, confirmations, extra_seeds, trusted_front
+from gas_nas.study.dashboard import constraint_attrs, study_figure, trial_note
+from gas_nas.study.record import TrialRecord
+from gas_nas.study.search import SearchOptions, pick_trial
+from gas_nas.study.settings import SETTINGS_ATTR, StudySettings
+from gas_nas.trial.guard import CONSTRAINT_NAMES
+from gas_nas.trial.results import TrialMetrics
 
 from conftest import write_tiny_space
 

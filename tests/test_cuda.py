@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gas_nas.metrics import param_mb
-from gas_nas.models import build_discriminator
-from gas_nas.space import load_space
-from gas_nas.train import CUDA_COHORT_MAX, auto_cohort, peak_train_memory_mb, run_cohort, run_trial, train_cohort
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.space import load_space
+from gas_nas.trial.metrics import param_mb
+from gas_nas.trial.train import CUDA_COHORT_MAX, auto_cohort, peak_train_memory_mb, run_cohort, run_trial, train_cohort
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -31,7 +31,7 @@ SPACE = load_space()
 CUDA = torch.device("cuda")
 SHORT = dataclasses.replace(SPACE.train, iterations=40, log_every=10)  # past the graph's 3 warm-up iterations
 QUALITY = dataclasses.replace(SPACE.quality, n_samples=500)
-CAPTURE_FAILED = "CUDA graph capture failed"  # gas_nas.graphs' warning when it falls back to eager
+CAPTURE_FAILED = "CUDA graph capture failed"  # gas_nas.trial.graphs' warning when it falls back to eager
 
 # Graph vs eager (fp32). Both paths run the same kernels in the same order (the graph records
 # them), so they can differ only where a kernel is nondeterministic (atomics in cuDNN's weight
@@ -55,8 +55,8 @@ def record(key: str, value) -> None:
 @pytest.fixture(scope="module")
 def cuda_data(mnist_dir):
     """MNIST and the shipped quality classifier on the GPU."""
-    from gas_nas.classifier import load_classifier
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.classifier import load_classifier
+    from gas_nas.trial.data import load_mnist
 
     real, _ = load_mnist(mnist_dir, train=True, device=CUDA)
     held_out, _ = load_mnist(mnist_dir, train=False, device=CUDA)
@@ -128,8 +128,8 @@ def test_the_teacher_stage_switch_keeps_the_cuda_graph(cuda_data, capsys, tmp_pa
     graph is neither broken nor re-captured, the losses match eager training, the teacher never changes."""
     from conftest import write_teacher
 
-    from gas_nas.spec import TrainConfig
-    from gas_nas.teacher import load_teacher
+    from gas_nas.models.spec import TrainConfig
+    from gas_nas.trial.teacher import load_teacher
 
     real = cuda_data[0]
     teacher = load_teacher(write_teacher(tmp_path / "teacher.pt"), CUDA)
@@ -148,10 +148,10 @@ def test_the_teacher_stage_switch_keeps_the_cuda_graph(cuda_data, capsys, tmp_pa
 
 
 def test_memory_estimate_is_within_a_factor_of_two_of_the_cuda_peak(cuda_data):
-    """gas_nas.memory's CUDA estimate of a whole trial (through the CUDA graph, quality and
+    """gas_nas.trial.memory's CUDA estimate of a whole trial (through the CUDA graph, quality and
     duality gap included) against the caching allocator's peak reserved memory over what it
     held before: the six paper cases at the space's batch, and 100M parameters (base 256, depth 5)."""
-    from gas_nas.memory import MB, estimate
+    from gas_nas.trial.memory import MB, estimate
 
     real, held_out, classifier = cuda_data
     runs = [(case.name, case.spec, SHORT) for case in SPACE.cases]

@@ -10,11 +10,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gas_nas.dashboard import PLOT_ID, after_trial, dashboard_app, set_constraints
-from gas_nas.record import TrialRecord
-from gas_nas.search import front
-from gas_nas.train import TrialMetrics
-from gas_nas.guard import violations
+from gas_nas.study.dashboard import PLOT_ID, after_trial, dashboard_app, set_constraints
+from gas_nas.study.record import TrialRecord
+from gas_nas.study.search import front
+from gas_nas.trial.guard import violations
+from gas_nas.trial.train import TrialMetrics
 
 # (size, imbalance, case, fid): fid > 100 fails the guard. Trial 1 dominates all others but is
 # infeasible: a constraint-blind front would be trial 1 alone; the feasible front is 0 and 2.
@@ -155,7 +155,7 @@ def test_with_nothing_feasible_the_plot_says_so_beside_the_empty_best_trials(tmp
 
 
 def test_guard_reasons_read_as_english():
-    from gas_nas.spec import QualityConfig
+    from gas_nas.models.spec import QualityConfig
 
     metrics = TrialMetrics(status="complete", reason="", iterations=40, d_params=1, d_param_mb=1.0, imbalance=1.0, d_loss=0.2, g_loss=0.2,
                            fid=50.0, classes=1, entropy=0.0, class_histogram=[64] + [0] * 9, classifier_accuracy=0.99, seconds=1.0, device="cpu", seed=0)
@@ -164,13 +164,13 @@ def test_guard_reasons_read_as_english():
 
 def test_a_machine_without_plotly_still_searches_with_one_warning(tmp_path, monkeypatch, capsys):
     """The GPU machine's wheels may lack plotly: the study plot is skipped, never the search."""
-    import gas_nas.dashboard
+    import gas_nas.study.dashboard
 
     def no_plotly(study):
         raise ImportError("No module named 'plotly'")
 
-    monkeypatch.setattr(gas_nas.dashboard, "study_figure", no_plotly)
-    monkeypatch.setattr(gas_nas.dashboard, "_WARNED", [])
+    monkeypatch.setattr(gas_nas.study.dashboard, "study_figure", no_plotly)
+    monkeypatch.setattr(gas_nas.study.dashboard, "_WARNED", [])
     study = _study(tmp_path, TRIALS)  # after_trial after each of 5 trials
     assert len(study.trials) == 5
     err = capsys.readouterr().err

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gas_nas import data
-from gas_nas.data import load_mnist, resolve_data_dir
-from gas_nas.errors import DataError
+from gas_nas.common.errors import DataError
+from gas_nas.trial import data
+from gas_nas.trial.data import load_mnist, resolve_data_dir
 
 N_TRAIN, N_TEST = 6, 4
 

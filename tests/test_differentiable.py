@@ -15,9 +15,9 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import write_tiny_space
-from gas_nas.record import TrialRecord
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, load_arch
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, load_arch
+from gas_nas.study.record import TrialRecord
 
 CASES = [c.name for c in load_space().cases]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gas_nas.evidence import (classifier_fingerprint, claim, cpu_model, load_run, machine_key, plan_run,
+from gas_nas.study.evidence import (classifier_fingerprint, claim, cpu_model, load_run, machine_key, plan_run,
                                release, stored_cpus, train_missing)
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
 
 from conftest import TINY_BUDGET, TINY_QUALITY
 
@@ -55,7 +55,7 @@ def test_train_missing_skips_a_run_another_worker_claimed(tmp_path: Path, mnist_
                                                           monkeypatch: pytest.MonkeyPatch):
     import torch
 
-    from gas_nas.search import load_resources
+    from gas_nas.study.search import load_resources
 
     monkeypatch.setenv("GAS_NAS_CACHE", str(classifier_cache))
     quality = dataclasses.replace(QualityConfig(), **TINY_QUALITY)
@@ -84,8 +84,8 @@ def test_pages_are_scored_by_the_shipped_classifier_and_keyed_without_the_cpu(mn
     every run's key)."""
     import torch
 
-    from gas_nas.classifier import SHIPPED, MnistClassifier
-    from gas_nas.search import load_resources
+    from gas_nas.study.search import load_resources
+    from gas_nas.trial.classifier import SHIPPED, MnistClassifier
 
     res = load_resources(torch.device("cpu"), str(mnist_dir))
     shipped = MnistClassifier()
@@ -97,7 +97,7 @@ def test_pages_are_scored_by_the_shipped_classifier_and_keyed_without_the_cpu(mn
 
 
 def test_a_rewritten_page_keeps_the_hand_written_text_around_its_results(tmp_path: Path):
-    from gas_nas.evidence import results_markers, write_results
+    from gas_nas.study.evidence import results_markers, write_results
 
     page = tmp_path / "docs" / "p.md"
     start, end = results_markers("docs/p.py")

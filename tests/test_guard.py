@@ -11,17 +11,17 @@ from optuna.trial import TrialState
 from torch import nn
 
 from conftest import write_tiny_space
-from gas_nas.discrimination import auc, measure_discrimination
-from gas_nas.guard import PAPER_BAR, absolute_guard, constraints, guard_mode, relative_guard, violations
-from gas_nas.record import TrialRecord
-from gas_nas.results import TrialMetrics
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.study.record import TrialRecord
+from gas_nas.trial.discrimination import auc, measure_discrimination
+from gas_nas.trial.guard import PAPER_BAR, absolute_guard, constraints, guard_mode, relative_guard, violations
+from gas_nas.trial.results import TrialMetrics
 
 
 @pytest.fixture(scope="module")
 def held_out(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     return load_mnist(mnist_dir, train=False)[0][:1000]
 
@@ -52,7 +52,7 @@ def test_auc_counts_ordered_pairs_and_half_the_ties():
 
 
 def test_a_constant_discriminator_is_infeasible_at_every_guard_setting(held_out):
-    from gas_nas.models import build_generator
+    from gas_nas.models.networks import build_generator
 
     torch.manual_seed(0)
     d = measure_discrimination(build_generator(), ConstantD(), held_out, batch_size=32, z_dim=100, seed=0)
@@ -72,7 +72,7 @@ def test_a_constant_discriminator_is_infeasible_at_every_guard_setting(held_out)
 
 
 def test_a_saturated_discriminator_that_still_ranks_is_caught_by_its_spread():
-    from gas_nas.discrimination import Discrimination
+    from gas_nas.trial.discrimination import Discrimination
 
     saturated = metrics(Discrimination(d_auc=0.76, d_spread=2e-5, d_real=1.0, d_fake=1.0), fid=500.0)
     reasons = violations(saturated, absolute_guard(QualityConfig(max_fid=1e6)))
@@ -81,9 +81,9 @@ def test_a_saturated_discriminator_that_still_ranks_is_caught_by_its_spread():
 
 def test_a_briefly_trained_discriminator_still_discriminates_and_is_not_flagged(held_out, mnist_dir):
     """The negative control: 30 D steps against an untrained G already separate the two."""
-    from gas_nas.data import load_mnist
-    from gas_nas.models import build_discriminator, build_generator
-    from gas_nas.recipes import lsgan_d_loss, make_optimizer
+    from gas_nas.models.networks import build_discriminator, build_generator
+    from gas_nas.models.recipes import lsgan_d_loss, make_optimizer
+    from gas_nas.trial.data import load_mnist
 
     torch.manual_seed(0)
     real = load_mnist(mnist_dir, train=True)[0][:2000]
@@ -107,7 +107,7 @@ def test_a_briefly_trained_discriminator_still_discriminates_and_is_not_flagged(
 
 
 def test_trials_from_before_the_measurement_are_judged_by_their_samples_alone():
-    from gas_nas.discrimination import Discrimination
+    from gas_nas.trial.discrimination import Discrimination
 
     old = metrics(Discrimination(math.nan, math.nan, math.nan, math.nan), fid=50.0)
     assert not violations(old, absolute_guard(QualityConfig())) and constraints(old, absolute_guard(QualityConfig()))["discriminates"] == 0
@@ -138,7 +138,7 @@ def test_a_written_max_fid_wins_unless_the_file_names_a_guard():
 @pytest.mark.parametrize("bad, words", [({"guard": "loose"}, "quality.guard"), ({"min_auc": 1.5}, "quality.min_auc"),
                                         ({"relative_fid": 0}, "quality.relative_fid"), ({"backstop_fid": -1}, "quality.backstop_fid")])
 def test_bad_guard_keys_are_one_line_naming_the_key(tmp_path, bad, words):
-    from gas_nas.errors import SpaceError
+    from gas_nas.common.errors import SpaceError
 
     with pytest.raises(SpaceError, match=words):
         load_space(write_tiny_space(tmp_path / "s.yaml", quality=bad))
@@ -148,8 +148,8 @@ def test_bad_guard_keys_are_one_line_naming_the_key(tmp_path, bad, words):
 
 
 def _search(tmp_path, mnist_dir, classifier, n_trials, study_name="rel", should_stop=None, cohort=1):
-    from gas_nas.data import load_mnist
-    from gas_nas.search import Resources, SearchOptions, open_study, run_search
+    from gas_nas.study.search import Resources, SearchOptions, open_study, run_search
+    from gas_nas.trial.data import load_mnist
 
     space = load_space(write_tiny_space(tmp_path / "tiny.yaml", quality={"guard": "relative", "relative_fid": 1.0, "backstop_fid": 1e6}))
     study = open_study(space, f"sqlite:///{tmp_path}/r.db", study_name)
@@ -163,7 +163,7 @@ def _search(tmp_path, mnist_dir, classifier, n_trials, study_name="rel", should_
 def test_a_relative_guard_settles_from_every_paper_case_before_any_trial_is_judged(tmp_path, mnist_dir, mnist_classifier):
     """Two trials asked, but the bound needs all six cases: the search trains them all first,
     stores the guard, and judges every trial (the cases too) by it."""
-    from gas_nas.search import GUARD_ATTR
+    from gas_nas.study.search import GUARD_ATTR
 
     study = _search(tmp_path, mnist_dir, mnist_classifier, n_trials=2, cohort=2)
     trials = study.get_trials()
@@ -185,8 +185,8 @@ def test_a_relative_guard_settles_from_every_paper_case_before_any_trial_is_judg
 
 
 def test_a_stop_while_trials_wait_for_the_guard_fails_them_and_queues_the_cases_again(tmp_path, mnist_dir, mnist_classifier):
-    from gas_nas.interrupt import Interrupted
-    from gas_nas.search import GUARD_ATTR
+    from gas_nas.common.interrupt import Interrupted
+    from gas_nas.study.search import GUARD_ATTR
 
     asked = []
 

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from gas_nas.cli import main
-from gas_nas.data import IMAGE_MAGIC, parse_idx
-from gas_nas.errors import DataError, SpaceError
-from gas_nas.space import DEFAULT_SPACE, load_space
-from gas_nas.spec import DiscriminatorSpec, read_yaml
+from gas_nas.common.errors import DataError, SpaceError
+from gas_nas.models.space import DEFAULT_SPACE, load_space
+from gas_nas.models.spec import DiscriminatorSpec, read_yaml
+from gas_nas.trial.data import IMAGE_MAGIC, parse_idx
 
 SECRET = "hunter2secret"
 
@@ -331,19 +331,19 @@ def test_dashboard_refuses_busy_ports_and_unknown_hosts(made_study, served):
     ],
 )
 def test_resource_failures_during_work_are_one_line(no_data, monkeypatch, error, fragment):
-    import gas_nas.cases
+    import gas_nas.study.cases
 
     def fail(space):
         raise error
 
-    monkeypatch.setattr(gas_nas.cases, "case_rows", fail)
+    monkeypatch.setattr(gas_nas.study.cases, "case_rows", fail)
     assert_refused(["cases"], fragment)
 
 
 def test_a_file_written_atomically_is_old_or_new_never_half(tmp_path):
     """Every file others may read meanwhile (checkpoints, evidence records, artifacts, pages) is
     written through `atomic_write`: an error mid-write keeps the old file and leaves no part file."""
-    from gas_nas.paths import atomic_path, atomic_write
+    from gas_nas.common.paths import atomic_path, atomic_write
 
     target = tmp_path / "sub" / "record.json"
     with atomic_write(target) as f:

@@ -13,18 +13,31 @@ from pathlib import Path
 import gas_nas
 
 PACKAGE = Path(gas_nas.__file__).parent
+
+
+def module_id(path: Path) -> str:
+    """A module as the layout page names it: its path under gas_nas/ without `.py` ("study/search", "models/blocks/__init__")."""
+    return path.relative_to(PACKAGE).with_suffix("").as_posix()
+
+
 def imports() -> dict[str, set[str]]:
     """module -> the gas_nas modules it imports anywhere in its source."""
+    modules = {module_id(p) for p in PACKAGE.rglob("*.py")}
+
+    def resolve(dotted: list[str]) -> str | None:
+        path = "/".join(dotted)
+        return path if path in modules else f"{path}/__init__" if f"{path}/__init__" in modules else None
+
     graph = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gas_nas":
-                parts = node.module.split(".")
-                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+                parts = node.module.split(".")[1:]
+                found |= {resolve(parts + [a.name]) or resolve(parts) for a in node.names}
             elif isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("gas_nas.")}
-        graph[path.stem] = found - {path.stem}
+                found |= {resolve(a.name.split(".")[1:]) for a in node.names if a.name.startswith("gas_nas.")}
+        graph[module_id(path)] = found - {module_id(path), None, "__init__"}
     return graph
 
 
@@ -50,7 +63,8 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_circle():
     graph = imports()
-    assert {"cli", "train", "search", "guard", "results"} <= set(graph)  # the scan sees the package
+    assert {"cli", "trial/train", "study/search", "trial/guard", "models/blocks/conv"} <= set(graph)  # the scan sees the package
+    assert "models/blocks/__init__" in graph["models/networks"]  # and resolves a package's own imports
     assert cycle(graph) is None, " -> ".join(cycle(graph))
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # and would name one
 
@@ -59,8 +73,8 @@ def test_every_strategy_the_space_accepts_is_registered():
     """A space's `search.strategy` is validated against the names the registry runs, no fewer, no more."""
     from typing import get_args, get_type_hints
 
-    from gas_nas.spec import SearchConfig
-    from gas_nas.strategies import STRATEGIES
+    from gas_nas.models.spec import SearchConfig
+    from gas_nas.strategies.registry import STRATEGIES
 
     assert set(get_args(get_type_hints(SearchConfig)["strategy"])) == set(STRATEGIES)
 
@@ -86,7 +100,7 @@ def test_scripts_open_searches_through_the_library_layer():
     pieces = {"open_study", "run_search"}
     offenders = []
     for path in sorted((root / "docs").glob("*.py")) + sorted((root / "benchmarks").glob("*.py")):
-        names = {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module == "gas_nas.search" for a in n.names}
+        names = {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module == "gas_nas.study.search" for a in n.names}
         if names & pieces and path.name != "bookkeeping.py":
             offenders.append(f"{path.relative_to(root)}: {sorted(names & pieces)}")
     assert not offenders, offenders
@@ -95,12 +109,12 @@ def test_scripts_open_searches_through_the_library_layer():
 def layers_from_the_layout_page() -> list[list[str]]:
     """The package's layers, top first, as docs/guide-layout.md lists them (### per layer)."""
     text = (PACKAGE.parent / "docs" / "guide-layout.md").read_text()
-    section = text[text.index("## The package"):text.index("## Discriminator blocks")]
+    section = text[text.index("## The package"):text.index("### Files shipped")]
     layers: list[list[str]] = []
     for line in section.splitlines():
         if line.startswith("### "):
             layers.append([])
-        elif line.startswith("- `gas_nas/") and line.split("`")[1].count("/") == 1 and line.split("`")[1].endswith(".py") and layers:
+        elif line.startswith("- `gas_nas/") and line.split("`")[1].endswith(".py") and layers:
             layers[-1].append(line.split("`")[1].removeprefix("gas_nas/").removesuffix(".py"))
     return [layer for layer in layers if layer]
 
@@ -110,9 +124,18 @@ def test_every_import_points_down_the_layers_the_layout_page_names():
     level = {m: i for i, layer in enumerate(layers) for m in layer}
     graph = imports()
     assert sorted(level) == sorted(graph), "docs/guide-layout.md lists each module of gas_nas once, under its layer"
-    assert len(layers) >= 5 and level["cli"] == 0 and level["run"] < level["search"] < level["train"] < level["models"]
-    upward = sorted(f"{m} ({level[m]}) imports {d} ({level[d]})" for m, deps in graph.items() for d in deps if d in level and level[d] < level[m])
+    assert len(layers) >= 5 and level["cli"] == 0 and level["run"] < level["study/search"] < level["trial/train"] < level["models/networks"]
+    upward = sorted(f"{m} ({level[m]}) imports {d} ({level[d]})" for m, deps in graph.items() for d in deps if level[d] < level[m])
     assert not upward, upward
+
+
+def test_each_layer_below_the_library_has_a_folder_of_its_own():
+    """The folders show the layers: a layer's modules share one folder, and no two layers share
+    one (the CLI and the library layer are the package's top level)."""
+    folders = [{m.split("/")[0] if "/" in m else "" for m in layer} for layer in layers_from_the_layout_page()]
+    assert all(len(f) == 1 for f in folders), folders
+    below = [f.pop() for f in folders[2:]]
+    assert "" not in below and len(set(below)) == len(below), below
 
 
 def test_a_script_runs_a_search_through_the_library_layer_and_hears_its_events(tmp_path, mnist_dir, classifier_cache, mnist_classifier, monkeypatch):
@@ -122,7 +145,7 @@ def test_a_script_runs_a_search_through_the_library_layer_and_hears_its_events(t
 
     from conftest import write_tiny_space
     from gas_nas import run
-    from gas_nas.events import Events, NullBar
+    from gas_nas.common.events import Events, NullBar
 
     monkeypatch.setenv("GAS_NAS_CACHE", str(classifier_cache))
     heard: dict[str, list] = {"lines": [], "trials": []}

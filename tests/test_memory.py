@@ -20,9 +20,9 @@ import time
 import pytest
 import yaml
 
-from gas_nas.memory import MB, Available, available, check, estimate
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.trial.memory import MB, Available, available, check, estimate
 
 SPACE = load_space()
 HUGE = {
@@ -91,7 +91,7 @@ def test_an_address_space_limit_is_what_a_process_may_use():
     """`ulimit -v`: what is left of it under the process's current size, when that is the least."""
     child = (
         "import re, resource\n"
-        "from gas_nas.memory import MB, available\n"
+        "from gas_nas.trial.memory import MB, available\n"
         "size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
         "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * MB, resource.RLIM_INFINITY))\n"
         "have = available('cpu', share=1)\n"
@@ -131,9 +131,9 @@ CHILD = r"""
 import json, os, sys
 import torch
 torch.set_num_threads(1)
-from gas_nas.search import load_resources
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig
-from gas_nas.train import run_trial
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig
+from gas_nas.study.search import load_resources
+from gas_nas.trial.train import run_trial
 
 arch, train, quality = (json.loads(a) for a in sys.argv[1:4])
 spec, train, quality = DiscriminatorSpec.from_dict(arch), TrainConfig.from_dict(train), QualityConfig(**quality)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from gas_nas import classifier as classifier_module
-from gas_nas.classifier import CHECKPOINT_NAME, SHIPPED, MnistClassifier, load_classifier
-from gas_nas.data import load_mnist
-from gas_nas.errors import GasNasError
-from gas_nas.metrics import SampleQuality, imbalance, param_count, param_mb, sample_quality
-from gas_nas.spec import QualityConfig
-from gas_nas.guard import violations
+from gas_nas.common.errors import GasNasError
+from gas_nas.models.spec import QualityConfig
+from gas_nas.trial import classifier as classifier_module
+from gas_nas.trial.classifier import CHECKPOINT_NAME, SHIPPED, MnistClassifier, load_classifier
+from gas_nas.trial.data import load_mnist
+from gas_nas.trial.guard import violations
+from gas_nas.trial.metrics import SampleQuality, imbalance, param_count, param_mb, sample_quality
 
 N = 500
 
@@ -132,7 +132,7 @@ def test_collapsed_generator_cannot_fool_the_gate(qualities: dict[str, SampleQua
 
 def guard_rejects(q: SampleQuality, cfg: QualityConfig) -> bool:
     """The guard as the search applies it (`TrialMetrics.violations`): any failing criterion rejects."""
-    from gas_nas.train import TrialMetrics
+    from gas_nas.trial.train import TrialMetrics
 
     m = TrialMetrics(status="complete", reason="", iterations=1, d_params=1, d_param_mb=0.0, imbalance=0.0, d_loss=0.25,
                      g_loss=0.125, fid=q.fid, classes=q.classes, entropy=q.entropy, class_histogram=q.histogram,

@@ -7,12 +7,12 @@ import itertools
 import pytest
 import torch
 
-from gas_nas.blocks import LAYERS, DenseBlock, Transition, create_downsample, create_layer
-from gas_nas.blocks.dense import LAYERS_PER_BLOCK
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator, build_generator, feature_side
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec
+from gas_nas.models.blocks import LAYERS, DenseBlock, Transition, create_downsample, create_layer
+from gas_nas.models.blocks.dense import LAYERS_PER_BLOCK
+from gas_nas.models.networks import build_discriminator, build_generator, feature_side
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec
+from gas_nas.trial.metrics import param_count
 
 
 @pytest.mark.parametrize("conv,inception", sorted(LAYERS))

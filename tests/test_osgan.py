@@ -7,16 +7,16 @@ import math
 import pytest
 import torch
 
-from gas_nas.recipes import ONE_STAGE_FLOOR, lsgan_one_stage_scale
-from gas_nas.spec import DiscriminatorSpec, TrainConfig
-from gas_nas.train import Cohort, train_cohort
+from gas_nas.models.recipes import ONE_STAGE_FLOOR, lsgan_one_stage_scale
+from gas_nas.models.spec import DiscriminatorSpec, TrainConfig
+from gas_nas.trial.train import Cohort, train_cohort
 
 PER_SAMPLE = dict(base_filters=8, depth=2, norm="none")  # no batch norm: D treats samples independently
 
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     return load_mnist(mnist_dir, train=True)[0][:500]
 

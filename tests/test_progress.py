@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gas_nas.events import human_time
+from gas_nas.common.events import human_time
 from gas_nas.run import slow_search_hint
 
 
@@ -32,8 +32,8 @@ class Clock:
 
 def _finished_trial(study, seconds: float):
     """A trial told COMPLETE with `seconds` recorded, as the search tells one."""
-    from gas_nas.record import TrialRecord
-    from gas_nas.results import TrialMetrics
+    from gas_nas.study.record import TrialRecord
+    from gas_nas.trial.results import TrialMetrics
 
     trial = study.ask()
     metrics = TrialMetrics(status="complete", reason="", iterations=40, d_params=1, d_param_mb=1.0, imbalance=0.5, d_loss=0.25, g_loss=0.125,
@@ -101,7 +101,7 @@ def test_the_start_lines_estimate_leads_the_bars_until_a_trial_finishes_and_a_st
     from rich.console import Console
 
     from gas_nas.progress import SearchProgress
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(directions=["minimize", "minimize"])
@@ -135,7 +135,7 @@ def test_a_trial_held_for_the_relative_guard_counts_as_run_once():
     from rich.console import Console
 
     from gas_nas.progress import SearchProgress
-    from gas_nas.record import TrialRecord
+    from gas_nas.study.record import TrialRecord
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(directions=["minimize", "minimize"])

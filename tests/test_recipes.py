@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-import gas_nas.train
-from gas_nas import recipes
+import gas_nas.trial.train
 from gas_nas.cli import main
-from gas_nas.errors import SpaceError
-from gas_nas.space import load_space
-from gas_nas.spec import ARCH_FORMAT, DiscriminatorSpec, TrainConfig, load_arch, resolve_train, save_arch
-from gas_nas.train import train_gan
+from gas_nas.common.errors import SpaceError
+from gas_nas.models import recipes
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import ARCH_FORMAT, DiscriminatorSpec, TrainConfig, load_arch, resolve_train, save_arch
+from gas_nas.trial.train import train_gan
 
 from conftest import write_tiny_space
 
@@ -33,7 +33,7 @@ BUDGET = {"iterations": ITERATIONS, "batch_size": 8, "log_every": 1}
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     return load_mnist(mnist_dir, train=True)[0][:2000]
 
@@ -48,7 +48,7 @@ def built(monkeypatch):
         made.append((recipes.make_optimizer(params, train, device, **kw), [p.detach().clone() for p in params]))
         return made[-1][0]
 
-    monkeypatch.setattr(gas_nas.train, "make_optimizer", record)
+    monkeypatch.setattr(gas_nas.trial.train, "make_optimizer", record)
     return made
 
 
@@ -83,7 +83,7 @@ def test_every_registered_recipe_has_its_expectations_written_here():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_a_trial_really_trains_with_its_recipes_optimiser_schedule_and_init(name, built, real, teacher_file):
-    from gas_nas.teacher import load_teacher
+    from gas_nas.trial.teacher import load_teacher
 
     train = TrainConfig.from_dict({"recipe": name, **BUDGET})
     teacher = load_teacher(teacher_file).module if recipes.get_recipe(name).has_teacher else None

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import write_tiny_space
 from test_search import gas_nas
-from gas_nas.record import TrialRecord
-from gas_nas.settings import SETTINGS_ATTR, StudySettings, keep_settings, stored_settings
-from gas_nas.spec import QualityConfig, TrainConfig
+from gas_nas.models.spec import QualityConfig, TrainConfig
+from gas_nas.study.record import TrialRecord
+from gas_nas.study.settings import SETTINGS_ATTR, StudySettings, keep_settings, stored_settings
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +130,14 @@ def test_export_then_train_reproduces_the_trials_metrics_exactly(resumed, tmp_pa
 
 
 def test_every_search_trial_plots_its_fine_curve(tmp_path, mnist_dir, mnist_classifier, monkeypatch):
-    import gas_nas.report
-    from gas_nas.data import load_mnist
-    from gas_nas.search import Resources, SearchOptions, open_study, run_search
-    from gas_nas.space import load_space
+    import gas_nas.trial.report
+    from gas_nas.models.space import load_space
+    from gas_nas.study.search import Resources, SearchOptions, open_study, run_search
+    from gas_nas.trial.data import load_mnist
 
     drawn = []
-    original = gas_nas.report.save_loss_plot
-    monkeypatch.setattr(gas_nas.report, "save_loss_plot", lambda m, path, title="", curve=None: (drawn.append(curve), original(m, path, title, curve))[1])
+    original = gas_nas.trial.report.save_loss_plot
+    monkeypatch.setattr(gas_nas.trial.report, "save_loss_plot", lambda m, path, title="", curve=None: (drawn.append(curve), original(m, path, title, curve))[1])
     space = load_space(write_tiny_space(tmp_path / "tiny.yaml", train={"iterations": 6, "log_every": 6}))
     study = open_study(space, f"sqlite:///{tmp_path}/c.db", "curve")
     real, _ = load_mnist(mnist_dir, train=True)
@@ -147,7 +147,7 @@ def test_every_search_trial_plots_its_fine_curve(tmp_path, mnist_dir, mnist_clas
 
 
 def test_the_imbalance_window_is_shaded_only_where_it_is_part_of_the_run():
-    from gas_nas.report import loss_figure
+    from gas_nas.trial.report import loss_figure
 
     one = {"log_steps": [40], "d_losses": [0.3], "g_losses": [0.2], "imbalance": 0.1}
     curve = {"steps": list(range(1, 41)), "d_losses": [0.3] * 40, "g_losses": [0.2] * 40}

@@ -9,12 +9,12 @@ import optuna
 import pytest
 
 from gas_nas.cli import build_parser
-from gas_nas.dashboard import set_constraints
-from gas_nas.guard import CONSTRAINT_NAMES
-from gas_nas.samplers import SAMPLERS, SameConstraintsGP, make_sampler
-from gas_nas.search import open_study
-from gas_nas.space import load_space, sample
-from gas_nas.spec import SamplerName
+from gas_nas.models.space import load_space, sample
+from gas_nas.models.spec import SamplerName
+from gas_nas.study.dashboard import set_constraints
+from gas_nas.study.samplers import SAMPLERS, SameConstraintsGP, make_sampler
+from gas_nas.study.search import open_study
+from gas_nas.trial.guard import CONSTRAINT_NAMES
 
 from conftest import write_tiny_space
 

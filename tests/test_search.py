@@ -15,13 +15,13 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import write_tiny_space
-from gas_nas.machine import cpu_model
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator
-from gas_nas.recipes import RECIPE_KEYS
-from gas_nas.record import TrialRecord
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, load_arch
+from gas_nas.common.machine import cpu_model
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.recipes import RECIPE_KEYS
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, load_arch
+from gas_nas.study.record import TrialRecord
+from gas_nas.trial.metrics import param_count
 
 CASES = [c.name for c in load_space().cases]
 
@@ -98,7 +98,7 @@ def test_search_says_what_is_queued_and_how_long_the_rest_takes(searched):
 
 
 def test_dashboard_notes_and_plot_are_written_by_the_search(searched):
-    from gas_nas.dashboard import PLOT_ID
+    from gas_nas.study.dashboard import PLOT_ID
 
     study = searched["study"]
     attrs = study._storage.get_study_system_attrs(study._study_id)
@@ -156,7 +156,7 @@ def test_dashboard_app_lists_the_study_and_serves_a_png(searched):
 
     from optuna.artifacts import FileSystemArtifactStore
 
-    from gas_nas.dashboard import DASHBOARD_STYLE, dashboard_app
+    from gas_nas.study.dashboard import DASHBOARD_STYLE, dashboard_app
 
     study = searched["study"]
     app = dashboard_app(study._storage, artifact_store=FileSystemArtifactStore(str(searched["root"] / "art")))
@@ -246,9 +246,9 @@ def test_a_signal_fails_the_running_cohort_and_resume_completes_every_paper_case
 def test_a_stop_asked_right_after_a_trial_completes_ends_the_search_cleanly(tmp_path, mnist_dir, mnist_classifier):
     """The race of a Ctrl-C landing between trials: the search finishes telling the cohort it
     is in, asks for no more, and leaves nothing RUNNING."""
-    from gas_nas.interrupt import Interrupted
-    from gas_nas.search import Resources, SearchOptions, open_study, run_search
-    from gas_nas.data import load_mnist
+    from gas_nas.common.interrupt import Interrupted
+    from gas_nas.study.search import Resources, SearchOptions, open_study, run_search
+    from gas_nas.trial.data import load_mnist
 
     space = load_space(write_tiny_space(tmp_path / "tiny.yaml"))
     study = open_study(space, f"sqlite:///{tmp_path}/r.db", "race")
@@ -280,8 +280,8 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
     """OOM for a cohort of 4 (and of 2): halves are retried; a trial that never fits fails alone."""
     import torch
 
-    import gas_nas.train
-    from gas_nas.search import Resources, SearchOptions, train_specs
+    import gas_nas.trial.train
+    from gas_nas.study.search import Resources, SearchOptions, train_specs
 
     sizes = []
 
@@ -291,7 +291,7 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return [f"trained {seeds[0]}"]
 
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_run_cohort)
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_run_cohort)
     space = load_space()
     out = train_specs(space, SearchOptions(), Resources(real=None, held_out=None, classifier=None), [space.cases[0].spec] * 4, [10, 11, 12, 13])
     assert out == ["trained 10", "trained 11", "trained 12", "CUDA out of memory"]
@@ -299,13 +299,13 @@ def test_a_cohort_out_of_cuda_memory_is_split_until_its_trials_fit(monkeypatch):
 
 
 def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too_big_fails(monkeypatch):
-    """The memory preflight (gas_nas.memory) splits a cohort in halves until each part fits the
+    """The memory preflight (gas_nas.trial.memory) splits a cohort in halves until each part fits the
     budget; a trial that would not fit alone fails with the estimate and the search goes on."""
     import torch
 
-    import gas_nas.train
-    from gas_nas.memory import MB, Available, estimate
-    from gas_nas.search import Resources, SearchOptions, train_specs
+    import gas_nas.trial.train
+    from gas_nas.study.search import Resources, SearchOptions, train_specs
+    from gas_nas.trial.memory import MB, Available, estimate
 
     built = []
 
@@ -313,7 +313,7 @@ def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too
         built.append(seeds)
         return [f"trained {s}" for s in seeds]
 
-    monkeypatch.setattr(gas_nas.train, "run_cohort", fake_run_cohort)
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", fake_run_cohort)
     space = load_space()
     small, huge = space.cases[5].spec, DiscriminatorSpec(base_filters=1024, depth=5)
     budget = Available(estimate([small] * 2, space.train, space.quality).peak + MB, "test")

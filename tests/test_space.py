@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gas_nas.errors import SpaceError
-from gas_nas.space import DEFAULT_SPACE, load_space, sample, sampled_params
-from gas_nas.spec import DiscriminatorSpec, TrainConfig, load_arch, save_arch
+from gas_nas.common.errors import SpaceError
+from gas_nas.models.space import DEFAULT_SPACE, load_space, sample, sampled_params
+from gas_nas.models.spec import DiscriminatorSpec, TrainConfig, load_arch, save_arch
 
 GAS_DOC = yaml.safe_load(DEFAULT_SPACE.read_text())
 

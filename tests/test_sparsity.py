@@ -16,14 +16,14 @@ import pytest
 import torch
 import yaml
 
-from gas_nas import sparsity
 from gas_nas.cli import main
-from gas_nas.models import build_discriminator
-from gas_nas.record import TrialRecord
-from gas_nas.report import discriminator_checkpoint, load_discriminator
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, TrainConfig, save_arch
-from gas_nas.train import Cohort, train_cohort
+from gas_nas.models import sparsity
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, TrainConfig, save_arch
+from gas_nas.study.record import TrialRecord
+from gas_nas.trial.report import discriminator_checkpoint, load_discriminator
+from gas_nas.trial.train import Cohort, train_cohort
 
 CASES = load_space().cases
 SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
@@ -31,7 +31,7 @@ SMALL = DiscriminatorSpec(base_filters=8, inception=True, depth=2)
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     images, _ = load_mnist(mnist_dir, train=True)
     return images[:600]

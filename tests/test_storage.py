@@ -17,8 +17,8 @@ import pytest
 from conftest import write_tiny_space
 
 from gas_nas.cli import main
-from gas_nas.errors import StorageError
-from gas_nas.storage import open_storage, redact
+from gas_nas.common.errors import StorageError
+from gas_nas.study.storage import open_storage, redact
 
 PG_URL = os.environ.get("GAS_NAS_TEST_POSTGRES")
 needs_postgres = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set GAS_NAS_TEST_POSTGRES=postgresql://USER:PASSWORD@HOST:PORT/DB (.ci/run does)")

@@ -1,4 +1,4 @@
-"""The discriminator supernet (gas_nas/supernet.py) and its one-shot search (gas_nas/differentiable.py)."""
+"""The discriminator supernet (gas_nas/models/supernet.py) and its one-shot search (gas_nas/strategies/differentiable.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from gas_nas.differentiable import ALPHA_LR, DARTS_ALPHA_STEPS, alpha_lr, best_response_d_loss, calibrated_d_loss, held_out_d_loss, run_supernet, schedule
-from gas_nas.errors import SpaceError
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator, build_generator
-from gas_nas.recipes import lsgan_d_loss
-from gas_nas.space import load_space
-from gas_nas.spec import TrainConfig
-from gas_nas.supernet import AXES, SuperDiscriminator, discretize, expected_params, one_hot, param_table, supernet_space
+from gas_nas.common.errors import SpaceError
+from gas_nas.models.networks import build_discriminator, build_generator
+from gas_nas.models.recipes import lsgan_d_loss
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import TrainConfig
+from gas_nas.models.supernet import AXES, SuperDiscriminator, discretize, expected_params, one_hot, param_table, supernet_space
+from gas_nas.strategies.differentiable import ALPHA_LR, DARTS_ALPHA_STEPS, alpha_lr, best_response_d_loss, calibrated_d_loss, held_out_d_loss, run_supernet, schedule
+from gas_nas.trial.metrics import param_count
 
 from conftest import write_tiny_space
 
@@ -26,7 +26,7 @@ SPACE = supernet_space(load_space())
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     images, _ = load_mnist(mnist_dir, train=True)
     return images[:31000]

@@ -15,13 +15,13 @@ import torch
 import yaml
 
 from gas_nas.cli import main
-from gas_nas.errors import GasNasError, SpaceError, StorageError
-from gas_nas.events import Events
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator
-from gas_nas.spec import ARCH_FORMAT, DiscriminatorSpec, TrainConfig, load_arch, resolve_train
-from gas_nas.teacher import load_default_teacher, load_teacher
-from gas_nas.train import Cohort, train_cohort
+from gas_nas.common.errors import GasNasError, SpaceError, StorageError
+from gas_nas.common.events import Events
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.spec import ARCH_FORMAT, DiscriminatorSpec, TrainConfig, load_arch, resolve_train
+from gas_nas.trial.metrics import param_count
+from gas_nas.trial.teacher import load_default_teacher, load_teacher
+from gas_nas.trial.train import Cohort, train_cohort
 
 from conftest import write_teacher, write_tiny_space
 
@@ -31,7 +31,7 @@ TINY = {"batch_size": 4, "log_every": 1}
 
 @pytest.fixture(scope="module")
 def real(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     return load_mnist(mnist_dir, train=True)[0][:500]
 
@@ -179,7 +179,7 @@ def test_bad_teacher_files_are_one_line(tmp_path, teacher_file):
 
 
 def test_the_default_teacher_is_trained_once_keyed_and_cached(tmp_path, monkeypatch, mnist_dir):
-    import gas_nas.teacher as teacher_mod
+    import gas_nas.trial.teacher as teacher_mod
 
     tiny = TrainConfig(iterations=2, batch_size=4, log_every=1)
     monkeypatch.setattr(teacher_mod, "default_recipe", lambda: (DiscriminatorSpec(base_filters=8, depth=2), tiny, 0))
@@ -201,8 +201,8 @@ def test_the_default_teacher_is_trained_once_keyed_and_cached(tmp_path, monkeypa
 
 
 def test_the_default_teacher_is_paper_case_1_at_the_paper_budget():
-    from gas_nas.space import load_space
-    from gas_nas.teacher import default_recipe
+    from gas_nas.models.space import load_space
+    from gas_nas.trial.teacher import default_recipe
 
     spec, train, _ = default_recipe()
     assert spec == load_space().cases[0].spec and (train.recipe, train.iterations, train.batch_size) == ("gas", 2000, 32)
@@ -239,8 +239,8 @@ def test_train_cli_records_the_teacher_and_keeps_the_students_size(tmp_path, tea
 def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
     import optuna
 
-    from gas_nas.record import TrialRecord
-    from gas_nas.search import TEACHER_ATTR
+    from gas_nas.study.record import TrialRecord
+    from gas_nas.study.search import TEACHER_ATTR
 
     teacher_file = Path(shutil.copy(teacher_file, tmp_path / "teacher.pt"))  # overwritten below; the fixture is shared
     space = write_tiny_space(tmp_path / "tiny.yaml", search={"cohort": 1})
@@ -269,8 +269,8 @@ def test_a_study_keeps_its_teacher(tmp_path, teacher_file, cli_here, capsys):
 
 
 def test_open_study_refuses_another_teacher_or_none(tmp_path):
-    from gas_nas.search import open_study
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
+    from gas_nas.study.search import open_study
 
     space = load_space(write_tiny_space(tmp_path / "tiny.yaml"))
     url = f"sqlite:///{tmp_path}/s.db"
@@ -286,8 +286,8 @@ def test_open_study_refuses_another_teacher_or_none(tmp_path):
 
 
 def test_resolve_teacher_checks_a_named_file_and_trains_nothing_without_need(tmp_path, teacher_file, monkeypatch):
-    import gas_nas.teacher as teacher_mod
-    from gas_nas.teacher import resolve_teacher
+    import gas_nas.trial.teacher as teacher_mod
+    from gas_nas.trial.teacher import resolve_teacher
 
     monkeypatch.setattr(teacher_mod, "load_default_teacher", lambda *a, **k: pytest.fail("the default teacher must not be trained"))
     assert resolve_teacher(TrainConfig()) is None

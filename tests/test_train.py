@@ -12,13 +12,13 @@ import sys
 import pytest
 import torch
 
-from gas_nas.machine import cpu_model
-from gas_nas.metrics import param_count
-from gas_nas.models import build_discriminator
-from gas_nas.space import load_space
-from gas_nas.spec import DiscriminatorSpec, QualityConfig, TrainConfig, save_arch
-from gas_nas.train import run_trial, train_gan
-from gas_nas.guard import constraints, violations
+from gas_nas.common.machine import cpu_model
+from gas_nas.models.networks import build_discriminator
+from gas_nas.models.space import load_space
+from gas_nas.models.spec import DiscriminatorSpec, QualityConfig, TrainConfig, save_arch
+from gas_nas.trial.guard import constraints, violations
+from gas_nas.trial.metrics import param_count
+from gas_nas.trial.train import run_trial, train_gan
 
 TINY = TrainConfig(iterations=4, batch_size=8, log_every=1)
 QUALITY = QualityConfig(n_samples=64, duality_gap_steps=2)
@@ -26,7 +26,7 @@ QUALITY = QualityConfig(n_samples=64, duality_gap_steps=2)
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    from gas_nas.data import load_mnist
+    from gas_nas.trial.data import load_mnist
 
     real, _ = load_mnist(mnist_dir, train=True)
     held_out, _ = load_mnist(mnist_dir, train=False)
@@ -112,7 +112,7 @@ def test_train_cli_offline_without_data_is_one_clear_line(tmp_path, cli_env):
 def test_trial_estimate_extrapolates_a_few_timed_iterations_to_the_budget(mnist, monkeypatch):
     import types
 
-    import gas_nas.train as train_module
+    import gas_nas.trial.train as train_module
 
     ticks = iter(range(1000))
     monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: 0.5 * next(ticks)))  # 0.5 s per iteration
@@ -124,7 +124,7 @@ def test_trial_estimate_extrapolates_a_few_timed_iterations_to_the_budget(mnist,
 def test_loss_curve_with_one_logged_point_still_shows_d_and_g(tmp_path):
     import numpy as np
 
-    from gas_nas.report import loss_figure
+    from gas_nas.trial.report import loss_figure
 
     fig = loss_figure({"log_steps": [3], "d_losses": [0.6], "g_losses": [0.45], "imbalance": 1.0})
     fig.canvas.draw()
@@ -139,7 +139,7 @@ def test_loss_curve_with_one_logged_point_still_shows_d_and_g(tmp_path):
 def test_progress_moves_every_iteration_and_the_plot_curve_leaves_the_log_alone():
     """A budget shorter than log_every: the bar still moves each iteration, the plot gets a point
     per iteration, and the log (what the imbalance is computed from) keeps its log_every points."""
-    from gas_nas.train import curve_every, train_cohort
+    from gas_nas.trial.train import curve_every, train_cohort
 
     real = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     budget = dataclasses.replace(TINY, iterations=7, batch_size=4, log_every=3)
@@ -156,7 +156,7 @@ def test_progress_moves_every_iteration_and_the_plot_curve_leaves_the_log_alone(
 
 
 def test_loss_curve_of_a_short_run_has_a_point_per_iteration_and_shades_the_imbalance_window():
-    from gas_nas.report import loss_figure
+    from gas_nas.trial.report import loss_figure
 
     curve = {"steps": list(range(1, 41)), "d_losses": [0.3] * 40, "g_losses": [0.2] * 40}
     fig = loss_figure({"log_steps": [40], "d_losses": [0.3], "g_losses": [0.2], "imbalance": 0.5}, "trial 3", curve)

@@ -23,7 +23,7 @@ import pytest
 from conftest import write_tiny_space
 from optuna.trial import TrialState
 
-from gas_nas.search import SEEDED_ATTR
+from gas_nas.study.search import SEEDED_ATTR
 
 PG_URL = os.environ.get("GAS_NAS_TEST_POSTGRES")
 needs_postgres = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL: set GAS_NAS_TEST_POSTGRES=postgresql://USER:PASSWORD@HOST:PORT/DB (.ci/run does)")
@@ -59,7 +59,7 @@ _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
 def _storage(url: str) -> optuna.storages.BaseStorage:
     """One reader storage per URL (creating it also creates the RDB tables before any worker does)."""
     if url not in _STORAGES:
-        from gas_nas.storage import is_journal, open_storage
+        from gas_nas.study.storage import is_journal, open_storage
 
         _STORAGES[url] = open_storage(url) if is_journal(url) else optuna.storages.RDBStorage(url)
     return _STORAGES[url]
@@ -103,7 +103,7 @@ def _assert_cases_once(trials: list[optuna.trial.FrozenTrial]) -> None:
 
 
 def _plan(jobs, device, cores, gpus=0, visible=None, cap=None):
-    from gas_nas.workers import plan_workers
+    from gas_nas.study.workers import plan_workers
 
     return plan_workers(jobs, device, cores, gpus, visible, cap)
 
@@ -146,7 +146,7 @@ def test_worker_lines_say_what_each_got():
 def test_a_started_worker_keeps_the_memory_share_its_parent_gave_it(monkeypatch):
     import torch
 
-    from gas_nas.workers import divide
+    from gas_nas.study.workers import divide
 
     threads = torch.get_num_threads()
     monkeypatch.setenv("GAS_NAS_MEMORY_SHARE", "3")
@@ -159,7 +159,7 @@ def test_a_started_worker_keeps_the_memory_share_its_parent_gave_it(monkeypatch)
 
 @pytest.mark.parametrize("text", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
 def test_device_names_parse(text):
-    from gas_nas.workers import parse_device
+    from gas_nas.study.workers import parse_device
 
     assert parse_device(text) == text
 
@@ -219,8 +219,8 @@ def test_three_workers_share_a_study_and_retry_a_killed_trial(tmp_path, cli_env)
 
 
 def _open_study_worker(space_path: str, url: str, name: str, barrier, results) -> None:
-    from gas_nas.search import open_study
-    from gas_nas.space import load_space
+    from gas_nas.models.space import load_space
+    from gas_nas.study.search import open_study
 
     space = load_space(space_path)
     barrier.wait(timeout=60)

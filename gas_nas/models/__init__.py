@@ -1,0 +1,1 @@
+"""Models and specs: what a discriminator is and how it trains, built from a spec."""

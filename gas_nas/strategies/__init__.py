@@ -1,0 +1,1 @@
+"""Search strategies: what proposes a search's trials, behind one registry (`registry.STRATEGIES`)."""
