@@ -306,7 +306,7 @@ class SearchEnd:
 def search(req: Any, events: Events | None = None) -> SearchEnd:
     """A whole `gas-nas search`: prepare (every refusal before any write), the strategy's own
     proposals, then the trials, with extra workers for --jobs; Ctrl-C or SIGTERM ends it cleanly."""
-    from gas_nas.common.interrupt import Interrupted, StopRequest
+    from gas_nas.common.interrupt import StopRequest
 
     events = events or Events()
     ready = prepare_search(req, events)
@@ -314,12 +314,10 @@ def search(req: Any, events: Events | None = None) -> SearchEnd:
     n_trials = ready.n_trials
     if ready.strategy.propose is not None:
         events.say(ready.strategy_line)
-        stop = StopRequest()
-        try:
-            with stop:
-                waiting = ready.strategy.propose(ready.study, ready.space, ready.res, ready.seed, events, stop)
-        except (Interrupted, KeyboardInterrupt):
-            return SearchEnd(ready.study, stop.exit_code, f"stopped by {stop.name or 'SIGINT'} during {ready.strategy.phase}; no trial was running, "
+        with (stop := StopRequest()):
+            waiting = ready.strategy.propose(ready.study, ready.space, ready.res, ready.seed, events, stop)
+        if stop.stopped:
+            return SearchEnd(ready.study, stop.exit_code, f"{stop.by} during {ready.strategy.phase}; no trial was running, "
                                                           f"the finished proposals' trials are queued. Resume with: {ready.resume}", stopped=True)
         n_trials = req.trials or waiting
         if not n_trials:
@@ -349,7 +347,7 @@ def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: in
     `req`, --jobs' extra workers run beside this process."""
     import optuna
 
-    from gas_nas.common.interrupt import Interrupted, StopRequest
+    from gas_nas.common.interrupt import StopRequest
     from gas_nas.study.search import SearchOptions, cases_to_settle, run_search
 
     events = events or Events()
@@ -366,13 +364,12 @@ def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: in
         opts = SearchOptions(seed=ready.seed, artifacts=ready.artifacts, cohort=ready.cohort, memory=ready.memory, on_iteration=bar.on_iteration,
                              on_cohort_start=bar.on_cohort_start, on_held=bar.on_held, on_trial_start=on_trial_start, should_stop=stop, callbacks=[bar])
         workers = start_workers(req, ready.plan, ready.storage, ready.study_name, n_trials, ready.seed) if req is not None else []
-        try:
-            with stop:
-                run_search(study, space, opts, ready.res, n_trials=n_trials if not until else None, until=until)
-        except (Interrupted, KeyboardInterrupt):
+        with stop:
+            run_search(study, space, opts, ready.res, n_trials=n_trials if not until else None, until=until)
+        if stop.stopped:
             for w in workers:
                 w.wait()
-            return SearchEnd(study, stop.exit_code, f"stopped by {stop.name or 'SIGINT'}; the running trials are marked FAIL (interrupted) and paper cases queued again. "
+            return SearchEnd(study, stop.exit_code, f"{stop.by}; the running trials are marked FAIL (interrupted) and paper cases queued again. "
                                                     f"Resume with: {ready.resume}", stopped=True)
     failed = [w.args for w in workers if w.wait() != 0]
     if failed:
@@ -434,7 +431,7 @@ class Confirmed:
 def confirm(req: Any, events: Events | None = None) -> Confirmed:
     """A whole `gas-nas confirm`: which trials, every check before training (data, teacher), the
     retrainings queued in the companion study and run; Ctrl-C keeps the finished ones."""
-    from gas_nas.common.interrupt import Interrupted, StopRequest
+    from gas_nas.common.interrupt import StopRequest
     from gas_nas.models.spec import QualityConfig
     from gas_nas.study.confirm import plan_confirm, queue, run_confirm
     from gas_nas.study.confirmation import confirmations
@@ -461,11 +458,10 @@ def confirm(req: Any, events: Events | None = None) -> Confirmed:
         verdict = record.fail_reason or ("feasible" if record.feasible else f"infeasible: {record.infeasible_reason}")
         events.say(f"trial {number} seed {seed}: " + (f"imbalance {m.imbalance:.4g}, FID {m.fid:.1f}, D AUC {m.d_auc:.2f}; " if m else "") + verdict)
 
-    try:
-        with stop:
-            run_confirm(study, plan, res, opts, on_done=done)
-    except (Interrupted, KeyboardInterrupt):
-        return Confirmed(study, plan.trials, {}, stop.exit_code, f"stopped by {stop.name or 'SIGINT'}; finished retrainings are kept, the running ones queued again. "
+    with stop:
+        run_confirm(study, plan, res, opts, on_done=done)
+    if stop.stopped:
+        return Confirmed(study, plan.trials, {}, stop.exit_code, f"{stop.by}; finished retrainings are kept, the running ones queued again. "
                                                                  "Resume with the same command", stopped=True)
     return Confirmed(study, plan.trials, confirmations(study))
 

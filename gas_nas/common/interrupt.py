@@ -20,10 +20,13 @@ class Interrupted(Exception):
 
 
 class StopRequest:
-    """Use as a context manager around a search; call it to ask whether a stop was requested."""
+    """Use as a context manager around a search; call it to ask whether a stop was requested.
+    A stop ends the block quietly (Interrupted at a safe point, or KeyboardInterrupt on a second
+    signal) and `stopped` says it did, so every caller reports it the same way."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.stopped = False
         self._previous: dict[int, object] = {}
 
     def __call__(self) -> bool:
@@ -34,8 +37,9 @@ class StopRequest:
         return EXIT_CODES.get(self.signum, 130)
 
     @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
+    def by(self) -> str:
+        """"stopped by SIGTERM" (Ctrl-C before the handler was in place reads as SIGINT)."""
+        return f"stopped by {signal.Signals(self.signum).name if self.signum else 'SIGINT'}"
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None:  # asked twice: stop now
@@ -48,7 +52,9 @@ class StopRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, exc, tb) -> bool:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        self.stopped = kind is not None and issubclass(kind, (Interrupted, KeyboardInterrupt))
+        return self.stopped
