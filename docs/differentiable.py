@@ -9,7 +9,9 @@ supernets plus its proposed trials). The page compares the compute, the hypervol
 study's feasible front in (d_size_mb, imbalance) against one reference point, and where the
 proposals rank among all trials; and, for each supernet, what the outer objective's
 discriminator term and alphaGAN's best-response term give its trained supernet and a
-constant-0.5 discriminator.
+constant-0.5 discriminator. `--space`, `--guard space` and `--name` make the same comparison on
+another space under that space's own guard and give-up rule (the equal-ground comparison on
+the supernet's subspace, docs/differentiable-subspace.md).
 
 Resumable: the studies are SQLite (a stopped run loses at most the trial or supernet in
 progress), the checks are JSON beside them, and the page is rewritten at the end of every call.
@@ -18,6 +20,7 @@ trials from the start; the TPE worker stops only once the differentiable side is
 its compute, the budget's yardstick, is final (so it needs the other worker, or `--max-trials`).
 
     OMP_NUM_THREADS=1 python docs/differentiable.py --iterations 300 --device cpu --threads 1 [--max-trials N] [--part differentiable|tpe]
+    OMP_NUM_THREADS=1 python docs/differentiable.py --iterations 300 --device cpu --threads 1 --space docs/lazy/supernet-subspace.yaml --guard space --name differentiable-subspace --factor 5 --part differentiable|tpe   # equal ground
     python docs/differentiable.py --tiny --out /tmp/differentiable       # smoke test
 """
 
@@ -37,9 +40,8 @@ from gas_nas.trial.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGE = "differentiable.md"
-FOLDER = "differentiable"
-GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # looser than the default 60: see the page
+NAME = "differentiable"  # the page (NAME.md) and its folder of studies (NAME/); --name another pair
+GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # --guard stated: looser than the default 60, see the page
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
 MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
 PARTS = ("both", "differentiable", "tpe")
@@ -62,6 +64,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DOCS))
+    p.add_argument("--space", help="search-space YAML (default: the default space); docs/lazy/supernet-subspace.yaml is the supernet's subspace")
+    p.add_argument("--guard", choices=["stated", "space"], default="stated",
+                   help="stated: the page's fixed loose bounds (GUARD), judged on stored metrics; space: the space's own guard and give-up rule, "
+                        "as each trial's stored constraints say (default stated)")
+    p.add_argument("--name", default=NAME, help=f"page NAME.md and folder NAME/ under --out (default {NAME})")
     p.add_argument("--tiny", action="store_true", help="smoke test: 3 iterations, batch 8, 64 samples, lambdas 0,10, factor 1")
     args = p.parse_args(argv)
     args.command = "python docs/differentiable.py " + command_line(sys.argv[1:] if argv is None else argv, drop=("--max-trials", "--part"))
@@ -76,8 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_space(args):
     from gas_nas.models.space import load_space
 
-    space = load_space()
-    quality = dataclasses.replace(space.quality, **GUARD, **({"n_samples": args.n_samples} if args.n_samples else {}))
+    space = load_space(args.space)
+    quality = dataclasses.replace(space.quality, **(GUARD if args.guard == "stated" else {}), **({"n_samples": args.n_samples} if args.n_samples else {}))
     train = dataclasses.replace(space.train, iterations=args.iterations, batch_size=args.batch_size, log_every=min(space.train.log_every, args.iterations))
     search = dataclasses.replace(space.search, lambdas=tuple(args.lambdas), cohort=1)
     return dataclasses.replace(space, train=train, quality=quality, search=search)
@@ -86,8 +93,9 @@ def make_space(args):
 # ---------------------------------------------------------------- reading the studies
 
 
-def feasible_points(study, space) -> list[tuple[float, float, object]]:
-    """(size, imbalance, trial) of every complete trial that passes the stated guard."""
+def feasible_points(study, space, guard: str = "stated") -> list[tuple[float, float, object]]:
+    """(size, imbalance, trial) of every complete trial that passes the guard: the stated bounds
+    on its stored metrics, or (`space`) its stored constraints, which hold the give-up rule."""
     from optuna.trial import TrialState
 
     from gas_nas.study.record import TrialRecord
@@ -95,7 +103,8 @@ def feasible_points(study, space) -> list[tuple[float, float, object]]:
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         m = TrialRecord.of(t).metrics
-        if m is not None and not violations(m, space.quality) and all(map(math.isfinite, t.values)):
+        passes = all(v <= 0 for v in t.constraints.values()) if guard == "space" else not violations(m, space.quality)
+        if m is not None and passes and all(map(math.isfinite, t.values)):
             out.append((t.values[0], t.values[1], t))
     return out
 
@@ -224,16 +233,18 @@ def axis_value(value) -> str:
 def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: str) -> None:
     from gas_nas.strategies.differentiable import supernet_records
     from gas_nas.study.record import TrialRecord
+    from gas_nas.study.search import guard_line
 
-    points = {name: feasible_points(study, space) for name, study in studies.items()}
+    points = {name: feasible_points(study, space, args.guard) for name, study in studies.items()}
     everything = [p for ps in points.values() for p in ps]
     ref = (max((p[0] for p in everything), default=1.0) * 1.1, max((p[1] for p in everything), default=1.0) * 1.1)
     compute = {name: search_seconds(study) for name, study in studies.items()}
     lines = [BANNER, ""] if args.tiny else []
     lines += [f"Command: `{args.command}`  ",
               f"Budget: {space.train.iterations} iterations per trial and per supernet, batch {space.train.batch_size}, seed {args.seed}; "
-              f"guard: FID <= {space.quality.max_fid:g}, >= {space.quality.min_classes} digits, entropy >= {space.quality.min_entropy:g} on "
-              f"{space.quality.n_samples} samples; {env}; written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+              + (f"guard: FID <= {space.quality.max_fid:g}, >= {space.quality.min_classes} digits, entropy >= {space.quality.min_entropy:g} on "
+                 if args.guard == "stated" else f"guard: the space's ({guard_line(studies['tpe'], space)}) on ")
+              + f"{space.quality.n_samples} samples; {env}; written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     lines += ["| study | search seconds (beyond the paper cases) | trials beyond the cases | feasible trials | hypervolume |", "|---|---:|---:|---:|---:|"]
     for name in studies:
         seconds, n = compute[name]
@@ -261,6 +272,9 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
             proposers.setdefault(n, []).append(f"supernet lambda {rec['key']['lambda']:g}")
     proposed = set(proposers)
 
+    def why(r) -> str:
+        return r.infeasible_reason if args.guard == "space" else "; ".join(violations(r.metrics, space.quality))
+
     def by(t, r) -> str:
         return ", ".join(proposers[t.number]) + (f" (= paper case {r.case})" if r.case else "")
     if records:
@@ -286,7 +300,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     infeasible = [t for t in studies["differentiable"].get_trials(deepcopy=False) if t.number in proposed and t not in [p[2] for p in points["differentiable"]]]
     for t in infeasible:
         r = TrialRecord.of(t)
-        lines.append(f"| {t.number} | {by(t, r)} | (infeasible or not trained: {t.state.name}{'; ' + '; '.join(violations(r.metrics, space.quality)) if r.metrics else ''}) | | | | |")
+        lines.append(f"| {t.number} | {by(t, r)} | (infeasible or not trained: {t.state.name}{'; ' + why(r) if r.metrics else ''}) | | | | |")
     lines += ["", "The outer objective's discriminator term, checked per supernet: the calibrated held-out L_D alpha minimises and the plain "
               "L_D of the same batches, means over the second half of its alpha steps, against a constant-0.5 discriminator; and "
               f"alphaGAN's best-response term (the final supernet against its generator trained {args.gap_steps} more steps against it, "
@@ -296,7 +310,7 @@ def write_page(path: Path, args, space, studies: dict, checks: list[dict], env: 
     for c in checks:
         lines.append(f"| {c['lambda']:g} | {c['alpha_steps']} | {c['calibrated']:.4f} | {c['calibrated_below_constant']:.0%} | {c['constant']:.4f} | "
                      f"{c['plain']:.4f} | {c['constant_plain']:.4f} | {c['trained_best_response']:.4f} | {c['constant_best_response']:.4f} |")
-    write_results(path, "\n".join(lines), "docs/differentiable.py", "Differentiable search against TPE")
+    write_results(path, "\n".join(lines), "docs/differentiable.py", "Differentiable search against TPE" + (f" on the space `{space.name}`" if args.space else ""))
 
 
 # ---------------------------------------------------------------- main
@@ -318,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = Path(args.out)
-    folder = out / FOLDER
+    folder = out / args.name
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / 'studies.db'}"
     checks_path = folder / "objective-checks.json"
@@ -379,11 +393,11 @@ def main(argv: list[str] | None = None) -> int:
                 if done >= 6 and final and search_seconds(studies["tpe"])[0] >= args.factor * search_seconds(studies["differentiable"])[0]:
                     break
                 trained += train(studies["tpe"], 1)
-        write_page(out / PAGE, args, space, studies, checks, env)
+        write_page(out / f"{args.name}.md", args, space, studies, checks, env)
     except GasNasError as exc:
         print(f"differentiable.py: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out / PAGE}")
+    print(f"wrote {out / f'{args.name}.md'}")
     return 0
 
 
