@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from gas_nas.argtypes import lambda_list, positive_int
-from gas_nas.study.evidence import command_line, write_results
+from gas_nas.study.evidence import command_line, note_machine, study_machines, write_results
 from gas_nas.trial.guard import violations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,6 @@ DOCS = ROOT / "docs"
 NAME = "differentiable"  # the page (NAME.md) and its folder of studies (NAME/); --name another pair
 GUARD = {"max_fid": 150.0, "min_classes": 8, "min_entropy": 1.8}  # --guard stated: looser than the default 60, see the page
 TINY = {"iterations": 3, "batch_size": 8, "n_samples": 64, "lambdas": (0.0, 10.0), "factor": 1.0}
-MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
 PARTS = ("both", "differentiable", "tpe")
 WITHDRAWN = "withdrawn"  # trial user attribute: a proposal failed unrun when the outer objective changed (see the page)
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the search."
@@ -323,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gas_nas import run
     from gas_nas.common.errors import GasNasError
-    from gas_nas.common.events import Events, NullBar
+    from gas_nas.common.events import LogEvents
     from gas_nas.common.machine import cpu_model
     from gas_nas.strategies.differentiable import propose
     from gas_nas.study.search import fail_stale_trials, waiting_trials
@@ -339,20 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = json.loads(checks_path.read_text()) if checks_path.exists() else []
     space = make_space(args)
     budget = math.inf if args.max_trials is None else args.max_trials
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    events = LogEvents()
+    log = events.say
     try:
-        class TrialLog(NullBar):
-            def __call__(self, study, t) -> None:
-                log(f"  {study.study_name} trial {t.number} {t.state.name} {t.values}")
-
-        class Log(Events):  # the library layer's events as this script's log lines
-            def say(self, line: str) -> None:
-                log(line)
-
-            def trials(self, total, until, prior) -> NullBar:
-                return TrialLog()
-
-        events = Log()
         ready = {name: run.prepare_search(run.SearchRequest(space=space, storage=storage, study=name, strategy=name if name == "differentiable" else "optuna",
                                                             artifacts=str(folder / "artifacts"), device=args.device, data_dir=args.data_dir, seed=args.seed, cohort=1))
                  for name in ("differentiable", "tpe")}
@@ -361,12 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)"
         if budget > 0:  # the studies span sessions, and the machine under them may change between calls
             for name, study in studies.items():
-                if args.part not in ("both", name):
-                    continue
-                if machine not in study.user_attrs.get(MACHINES_ATTR, []):
-                    study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
-        machines = dict.fromkeys(m for study in studies.values() for m in study.user_attrs.get(MACHINES_ATTR, [])) or [machine]
-        env = f"{'; '.join(machines)}, torch {torch.__version__}"
+                if args.part in ("both", name):
+                    note_machine(study, machine)
+        env = f"{study_machines(studies.values(), machine)}, torch {torch.__version__}"
 
         def train(study, n: int) -> int:
             n = int(min(n, budget - trained))

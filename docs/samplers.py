@@ -35,7 +35,7 @@ from types import SimpleNamespace
 from differentiable import hypervolume  # docs/differentiable.py: the same 2-D hypervolume on both pages
 
 from gas_nas.argtypes import positive_int
-from gas_nas.study.evidence import write_results
+from gas_nas.study.evidence import note_machine, study_machines, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -46,7 +46,6 @@ ITERATIONS, N_SAMPLES, TRIALS, STEP, CONFIRM_SEEDS = 100, 500, 40, 5, 3
 COUNTS = (0, 5, 10, 15, 20, 25, 30, 35, 40)  # trials beyond the paper cases at which the page compares fronts
 TINY = {"iterations": 3, "n_samples": 64, "trials": 2, "step": 1, "counts": (0, 1, 2)}
 BANNER = "> **SMOKE TEST — tiny budget.** These numbers say nothing about the samplers."
-MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gas_nas import run
     from gas_nas.common.errors import GasNasError
-    from gas_nas.common.events import Events, NullBar
+    from gas_nas.common.events import LogEvents
     from gas_nas.common.machine import cpu_model
     from gas_nas.study.search import front, waiting_trials
 
@@ -207,19 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     storage = f"sqlite:///{folder / 'studies.db'}"
     space = make_space(args)
     seeds = SEEDS if args.seed is None else (args.seed,)
-    log = lambda s: print(s, flush=True)  # noqa: E731
-
-    class TrialLog(NullBar):
-        def __call__(self, study, t) -> None:
-            log(f"  {study.study_name} trial {t.number} {t.state.name} {t.values}")
-
-    class Log(Events):  # the library layer's events as this script's log lines
-        def say(self, line: str) -> None:
-            log(line)
-
-        def trials(self, total, until, prior) -> NullBar:
-            return TrialLog()
-
+    events = LogEvents()
+    log = events.say
     try:
         def request(sampler: str, seed: int, until: int | None = None):
             return run.SearchRequest(space=space, storage=storage, study=study_name(sampler, seed), sampler=sampler, seed=seed, until=until,
@@ -229,12 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         studies = {name: r.study for name, r in ready.items()}
         device = next(iter(ready.values())).device
         machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()}), {torch.get_num_threads()} torch thread(s)"
-        if args.part != "page":
+        if args.part != "page":  # the studies span sessions, and the machine under them may change between calls
             for s in seeds:
                 for sm in SAMPLERS:
-                    study = studies[study_name(sm, s)]
-                    if machine not in study.user_attrs.get(MACHINES_ATTR, []):
-                        study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
+                    note_machine(studies[study_name(sm, s)], machine)
         if args.part == "search":
             for s in seeds:
                 for count in range(args.step, args.trials + args.step, args.step):
@@ -245,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"{name}: to {min(count, args.trials)} trials beyond the paper cases")
                         # the queued paper cases first (the relative guard waits on them), then trials up to the count
                         r = ready[name]
-                        end = run.run_trials(r, Log(), n_trials=min(count, args.trials) - len(beyond_cases(r.study)) + waiting_trials(r.study))
+                        end = run.run_trials(r, events, n_trials=min(count, args.trials) - len(beyond_cases(r.study)) + waiting_trials(r.study))
                         if end.stopped:
                             raise KeyboardInterrupt
         if args.part == "confirm":
@@ -259,10 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"{name}: no feasible trial to confirm")
                         continue
                     req = SimpleNamespace(storage=storage, study=name, trials=None, seeds=CONFIRM_SEEDS, device=args.device, data_dir=args.data_dir, cohort=1)
-                    if run.confirm(req, Log()).stopped:
+                    if run.confirm(req, events).stopped:
                         raise KeyboardInterrupt
-        machines = dict.fromkeys(m for study in studies.values() for m in study.user_attrs.get(MACHINES_ATTR, [])) or [machine]
-        write_page(out, args, space, studies, f"{'; '.join(machines)}, torch {torch.__version__}")
+        write_page(out, args, space, studies, f"{study_machines(studies.values(), machine)}, torch {torch.__version__}")
     except GasNasError as exc:
         print(f"samplers.py: {exc}", file=sys.stderr)
         return 2

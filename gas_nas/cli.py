@@ -183,8 +183,8 @@ class Search(Command):
 
 
 def _print_front(console: Console, study, quiet: bool = False, as_json: bool = False) -> None:
-    from gas_nas.progress import no_feasible_line
     from gas_nas.study.confirmation import confirmations, trusted_front
+    from gas_nas.study.dashboard import no_feasible_text
     from gas_nas.study.search import case_trials, guard_line, proposal_trials, stored_guard, trial_row
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
@@ -231,7 +231,7 @@ def _print_front(console: Console, study, quiet: bool = False, as_json: bool = F
         console.print(table)
         console.print(guard_line(study), soft_wrap=True, markup=False, highlight=False)
     if not best:
-        line = no_feasible_line(study)
+        line = no_feasible_text(study)
         if console.is_terminal:  # wrapped at words (a terminal would cut it anywhere, a space starting its next line)
             console.print(line, highlight=False, markup=False)
         else:

@@ -18,7 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from gas_nas.common.events import Events, NullBar, human_time
-from gas_nas.study.dashboard import no_feasible
 from gas_nas.study.record import INTERRUPTED, TrialRecord
 
 WARM_SHARE = 10  # a cohort's iteration rate is trusted once a tenth of its iterations ran (the first ones are slow)
@@ -273,18 +272,6 @@ class _PhaseLeftColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         seconds = self.progress.left_seconds()
         return Text("" if seconds is None else f"about {human_time(seconds)} left in the supernet phase", style="progress.remaining")
-
-
-def no_feasible_line(study: optuna.Study) -> str | None:
-    """When the front is empty: say so, and which complete trial came closest (fewest failed
-    checks, then lowest Fréchet distance) with its reasons."""
-    found = no_feasible(study)
-    if found is None:
-        return None
-    n, closest = found
-    if not n:
-        return "no complete trial yet, so no Pareto front"
-    return f"no feasible trial: all {n} complete trials fail the quality guard (the space's `quality` thresholds); closest is {closest}"
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:

@@ -145,7 +145,8 @@ def test_export_pick_refuses_when_nothing_is_feasible(tmp_path, cli_env):
     assert t.user_attrs["feasible"] is False and "fid" in t.user_attrs["infeasible_reason"]
     assert study.best_trials == [] and t.constraints["fid"] > 0
     first = gas_nas(["show", "--storage", storage], cli_env, tmp_path).stdout
-    assert "no feasible trial: all 1 complete trials fail the quality guard" in first and "closest is trial 0 [1 original]: fid" in first
+    # the same words as the dashboard's status line
+    assert "no feasible trial yet: 1 complete, all fail the quality guard (closest: trial 0 [1 original]: fid" in first
     proc = gas_nas(["export", "--pick", "balanced", "--storage", storage, "-o", str(tmp_path / "x.yaml")], cli_env, tmp_path, check=False)
     assert proc.returncode == 2 and "no feasible" in proc.stderr and "Traceback" not in proc.stderr
     assert "closest is trial 0 [1 original] (fid" in proc.stderr and "export it anyway with --trial 0" in proc.stderr

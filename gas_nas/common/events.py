@@ -66,3 +66,21 @@ class Events:
     def training(self, iterations: int) -> NullBar:
         """A bar over one training's iterations (`train`)."""
         return NullBar()
+
+
+class _TrialLines(NullBar):
+    def __init__(self, say) -> None:
+        self.say = say
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.say(f"  {study.study_name} trial {trial.number} {trial.state.name} {trial.values}")
+
+
+class LogEvents(Events):
+    """Plain lines, one per finished trial too: what a long unattended run (an evidence script) logs."""
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+    def trials(self, total: int | None, until: int | None, prior: float | None) -> NullBar:
+        return _TrialLines(self.say)

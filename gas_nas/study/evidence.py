@@ -135,6 +135,20 @@ def command_line(argv: list[str], drop: tuple[str, ...] = ("--max-runs",)) -> st
     return " ".join(given)
 
 
+MACHINES_ATTR = "evidence:machines"  # study user attribute: every machine that trained in it
+
+
+def note_machine(study: Any, machine: str) -> None:
+    """Add `machine` to the study's list: an evidence study spans sessions, and the machine under it may change between them."""
+    if machine not in study.user_attrs.get(MACHINES_ATTR, []):
+        study.set_user_attr(MACHINES_ATTR, study.user_attrs.get(MACHINES_ATTR, []) + [machine])
+
+
+def study_machines(studies: Any, current: str) -> str:
+    """Every machine the studies name, in order ("; "), or the current one if none does."""
+    return "; ".join(dict.fromkeys(m for study in studies for m in study.user_attrs.get(MACHINES_ATTR, [])) or [current])
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that a kill leaves the old file or the new one, never half of one."""
     with atomic_write(path) as f:
