@@ -293,14 +293,20 @@ def study_status(study) -> str:
     return line
 
 
-@dataclass
-class SearchEnd:
-    """How a search run ended: exit code 0, or why not in one line (without the "gas-nas:" prefix)."""
+@dataclass(kw_only=True)
+class Ending:
+    """How a run ended: exit code 0, or why not in one line (without the "gas-nas:" prefix)."""
 
-    study: Any
     code: int = 0
     message: str = ""
-    stopped: bool = False  # by Ctrl-C or SIGTERM: the front is not this run's last word
+    stopped: bool = False  # by Ctrl-C or SIGTERM: what it found is not the run's last word
+
+
+@dataclass
+class SearchEnd(Ending):
+    """A finished (or stopped) search and its study."""
+
+    study: Any
 
 
 def search(req: Any, events: Events | None = None) -> SearchEnd:
@@ -317,7 +323,7 @@ def search(req: Any, events: Events | None = None) -> SearchEnd:
         with (stop := StopRequest()):
             waiting = ready.strategy.propose(ready.study, ready.space, ready.res, ready.seed, events, stop)
         if stop.stopped:
-            return SearchEnd(ready.study, stop.exit_code, f"{stop.by} during {ready.strategy.phase}; no trial was running, "
+            return SearchEnd(ready.study, code=stop.exit_code, message=f"{stop.by} during {ready.strategy.phase}; no trial was running, "
                                                           f"the finished proposals' trials are queued. Resume with: {ready.resume}", stopped=True)
         n_trials = req.trials or waiting
         if not n_trials:
@@ -369,11 +375,11 @@ def run_trials(ready: PreparedSearch, events: Events | None = None, n_trials: in
         if stop.stopped:
             for w in workers:
                 w.wait()
-            return SearchEnd(study, stop.exit_code, f"{stop.by}; the running trials are marked FAIL (interrupted) and paper cases queued again. "
+            return SearchEnd(study, code=stop.exit_code, message=f"{stop.by}; the running trials are marked FAIL (interrupted) and paper cases queued again. "
                                                     f"Resume with: {ready.resume}", stopped=True)
     failed = [w.args for w in workers if w.wait() != 0]
     if failed:
-        return SearchEnd(study, 1, f"{len(failed)} of {len(ready.plan) - 1} extra workers failed (see their messages above)")
+        return SearchEnd(study, code=1, message=f"{len(failed)} of {len(ready.plan) - 1} extra workers failed (see their messages above)")
     return SearchEnd(study)
 
 
@@ -417,15 +423,12 @@ def train(req: Any, events: Events | None = None) -> Trained:
 
 
 @dataclass
-class Confirmed:
+class Confirmed(Ending):
     """A finished (or stopped) `gas-nas confirm`: the trials it confirmed and what their seeds say."""
 
     study: Any
     trials: list  # FrozenTrial: the study's trials confirmed
     found: dict  # trial number -> gas_nas.study.confirmation.Confirmation
-    code: int = 0
-    message: str = ""
-    stopped: bool = False
 
 
 def confirm(req: Any, events: Events | None = None) -> Confirmed:
@@ -461,7 +464,7 @@ def confirm(req: Any, events: Events | None = None) -> Confirmed:
     with stop:
         run_confirm(study, plan, res, opts, on_done=done)
     if stop.stopped:
-        return Confirmed(study, plan.trials, {}, stop.exit_code, f"{stop.by}; finished retrainings are kept, the running ones queued again. "
+        return Confirmed(study, plan.trials, {}, code=stop.exit_code, message=f"{stop.by}; finished retrainings are kept, the running ones queued again. "
                                                                  "Resume with the same command", stopped=True)
     return Confirmed(study, plan.trials, confirmations(study))
 
