@@ -323,3 +323,28 @@ def test_a_cohort_too_big_for_memory_is_split_before_it_is_built_and_a_trial_too
     assert out[:4] == ["trained 10", "trained 11", "trained 12", "trained 13"]
     assert out[4].startswith("not enough memory: this trial needs at least") and "available (test)" in out[4]
     assert built == [[10, 11], [12], [13]]  # 5 = 2 + 3, 3 = 1 + 2, 2 = 1 + 1: the huge one is never built
+
+
+def test_a_stop_ends_its_block_and_says_by_which_signal_while_other_errors_pass_through():
+    """StopRequest is what search, the trial loop and confirm wrap their work in: a stop
+    (Interrupted at a safe point, or KeyboardInterrupt on a second signal) ends the block with
+    `stopped` set and the exit code of the signal; any other error is not a stop."""
+    import signal
+
+    from gas_nas.common.interrupt import Interrupted, StopRequest
+
+    with (stop := StopRequest()):
+        stop._handle(signal.SIGTERM, None)
+        assert stop()
+        raise Interrupted
+    assert stop.stopped and stop.exit_code == 143 and stop.by == "stopped by SIGTERM"
+    with (ctrl_c := StopRequest()):
+        raise KeyboardInterrupt  # before any handler saw a signal: Ctrl-C
+    assert ctrl_c.stopped and ctrl_c.exit_code == 130 and ctrl_c.by == "stopped by SIGINT"
+    with pytest.raises(ValueError), (other := StopRequest()):
+        raise ValueError("not a stop")
+    assert not other.stopped
+    before = signal.getsignal(signal.SIGTERM)
+    with (calm := StopRequest()):
+        assert signal.getsignal(signal.SIGTERM) == calm._handle  # this block's handler while it runs ...
+    assert not calm.stopped and signal.getsignal(signal.SIGTERM) == before  # ... and the previous one after
