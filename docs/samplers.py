@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     events = LogEvents()
     log = events.say
     try:
-        def request(sampler: str, seed: int, until: int | None = None):
-            return run.SearchRequest(space=space, storage=storage, study=study_name(sampler, seed), sampler=sampler, seed=seed, until=until,
+        def request(sampler: str, seed: int):
+            return run.SearchRequest(space=space, storage=storage, study=study_name(sampler, seed), sampler=sampler, seed=seed,
                                      artifacts=str(folder / "artifacts"), device=args.device, data_dir=args.data_dir, cohort=1, quiet=True)
 
         ready = {study_name(sm, s): run.prepare_search(request(sm, s)) for s in SEEDS for sm in SAMPLERS}
