@@ -442,7 +442,10 @@ def confirm(req: Any, events: Events | None = None) -> Confirmed:
     from gas_nas.trial.memory import available
     from gas_nas.trial.train import auto_cohort
 
+    import optuna
+
     events = events or Events()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our lines replace Optuna's, as in search
     study = load_existing(storage_url(req), req.study)
     plan = plan_confirm(study, req.trials, req.seeds, QualityConfig())
     device = torch_device(req.device)

@@ -252,6 +252,26 @@ def test_until_with_overlap_completes_exactly_that_many_trials(tmp_path, monkeyp
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5 + [TrialState.WAITING] and sum(map(len, calls)) == 5  # the 6th paper case waits
 
 
+def test_a_trial_finished_after_another_worker_reached_until_is_pruned_with_its_reason(tmp_path, monkeypatch):
+    """Another worker completing the last trial while this one trained: the extra trial is not
+    counted, and `show`'s line says why instead of "no reason recorded"."""
+    import gas_nas.trial.train
+    from gas_nas.progress import trial_line
+
+    study, space = _study(tmp_path)
+    train = fake_training()
+
+    def another_worker_finishes_first(specs, seeds, *args, **kwargs):
+        study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0], state=TrialState.COMPLETE))
+        return train(specs, seeds)
+
+    monkeypatch.setattr(gas_nas.trial.train, "run_cohort", another_worker_finishes_first)
+    run_search(study, space, SearchOptions(artifacts=str(tmp_path / "a"), cohort=1), NO_RESOURCES, n_trials=None, until=1)
+    ours = study.trials[0]
+    assert [t.state for t in study.trials if t.state != TrialState.WAITING] == [TrialState.PRUNED, TrialState.COMPLETE]  # the other paper cases wait
+    assert "not counted: the study reached --until 1 complete trials" in trial_line(study, ours)
+
+
 def test_a_recording_error_stops_the_search_with_that_error(tmp_path, monkeypatch):
     import gas_nas.study.search
     import gas_nas.trial.train

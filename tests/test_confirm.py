@@ -159,7 +159,9 @@ def test_confirm_retrains_with_the_studys_budget_and_resumes(tmp_path, cli_here,
     storage = f"sqlite:///{tmp_path}/s.db"
     study_args = ["--storage", storage, "--study", "s"]
     assert main(["search", "--space", str(space), *study_args, "--trials", "2", "--device", "cpu", "--artifacts", str(tmp_path / "art"), "--quiet", "--seed", "5"]) == 0
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # as in a fresh process
     assert main(["confirm", *study_args, "--trials", "0,1", "--seeds", "2", "--device", "cpu"]) == 0
+    assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # no "[I ...] A new study created" lines among ours
     out = capsys.readouterr().out
     assert "2 retraining(s) to run" in out and "trial 0 seed 10005:" in out and "trial 1 seed 10006:" in out
     study = optuna.load_study(study_name="s", storage=storage)

@@ -634,8 +634,9 @@ def _tell_outcome(run: _Run, trial, trained: _Trained) -> None:
     if not all(map(math.isfinite, values)):
         result.fail_reason, result.feasible = f"non-finite objective {values}", False
         return _finish(run, trial, result, constraints, state=TrialState.FAIL)
-    if run.until is not None and _complete(run.study) >= run.until:
-        return _finish(run, trial, result, constraints, state=TrialState.PRUNED)  # another worker completed the last trial first
+    if run.until is not None and _complete(run.study) >= run.until:  # another worker completed the last trial first
+        result.fail_reason = f"not counted: the study reached --until {run.until} complete trials while it trained"
+        return _finish(run, trial, result, constraints, state=TrialState.PRUNED)
     _finish(run, trial, result, constraints, values=values)
 
 
